@@ -95,14 +95,23 @@ def embedding_progress(db: sqlite_utils.Database, model: str) -> dict[int, Embed
     return {doc: EmbeddingProgress(doc, done, total) for doc, done, total in rows}
 
 
+def count_pending(db: sqlite_utils.Database, model: str) -> int:
+    return db.execute(
+        """SELECT COUNT(*) FROM segments s WHERE NOT EXISTS (
+               SELECT 1 FROM embeddings e WHERE e.segment_id = s.id AND e.model = ?)""",
+        [model]).fetchone()[0]
+
+
 def count_embeddings(db: sqlite_utils.Database, model: str) -> int:
     return db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", [model]).fetchone()[0]
 
 
 def load_matrix(db: sqlite_utils.Database, model: str, *,
-                document_ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All vectors of `model` as (segment ids, float32 matrix rows)."""
-    sql = """SELECT e.segment_id, e.dtype, e.scale, e.vector, e.dim FROM embeddings e
+                document_ids: list[int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All vectors of `model` as (segment ids, document ids, float32 rows)."""
+    sql = """SELECT e.segment_id, e.dtype, e.scale, e.vector, e.dim, s.document_id
+             FROM embeddings e
              JOIN segments s ON s.id = e.segment_id WHERE e.model = ?"""
     params: list = [model]
     if document_ids:
@@ -111,15 +120,17 @@ def load_matrix(db: sqlite_utils.Database, model: str, *,
     sql += " ORDER BY e.segment_id"
     rows = db.execute(sql, params).fetchall()
     if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), np.zeros((0, 0), dtype=np.float32)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    doc_ids = np.fromiter((r[5] for r in rows), dtype=np.int64, count=len(rows))
     matrix = np.empty((len(rows), rows[0][4]), dtype=np.float32)
-    for i, (_, dtype, scale, blob, _dim) in enumerate(rows):
+    for i, (_, dtype, scale, blob, _dim, _doc) in enumerate(rows):
         if dtype == "int8":
             matrix[i] = np.frombuffer(blob, dtype=np.int8).astype(np.float32) * scale
         else:
             matrix[i] = np.frombuffer(blob, dtype=np.float32)
-    return ids, matrix
+    return ids, doc_ids, matrix
 
 
 def embeddings_version(db: sqlite_utils.Database, model: str) -> tuple[int, int]:

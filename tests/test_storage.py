@@ -132,10 +132,12 @@ def test_embeddings_round_trip_resume_and_ready(db, dtype):
     # resumable: only the second is still pending, document not yet ready
     assert [p.id for p in embeddings.pending_segments(db, model)] == [pending[1].id]
     assert documents.get_document(db, doc_id).status == "searchable"
+    assert embeddings.count_pending(db, model) == 1
     second = rng.normal(size=(1, 8)).astype(np.float32)
     embeddings.save_embeddings(db, model, [pending[1].id], second, dtype=dtype)
     assert documents.get_document(db, doc_id).status == "ready"
-    ids, matrix = embeddings.load_matrix(db, model)
+    ids, doc_ids, matrix = embeddings.load_matrix(db, model)
+    assert list(doc_ids) == [doc_id, doc_id]
     assert list(ids) == [pending[0].id, pending[1].id]
     tolerance = 1e-6 if dtype == "float32" else 0.02
     np.testing.assert_allclose(matrix, np.vstack([first, second]), atol=tolerance)

@@ -1,0 +1,244 @@
+"""The `folio` command: ingest, ls, rm, search, embed, serve."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from .settings import Settings, SettingsError
+
+
+class Context:
+    """Lazily opened library, so `folio --help` never touches the disk."""
+
+    def __init__(self, home: str | None):
+        self.home = home
+        self._settings: Settings | None = None
+        self._db = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings.load(self.home)
+            except SettingsError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._settings
+
+    @property
+    def db(self):
+        if self._db is None:
+            from storage import SchemaTooNew, open_db
+            try:
+                self._db = open_db(self.settings.db_path)
+            except SchemaTooNew as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._db
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), envvar="FOLIO_HOME",
+              help="Data directory (default: a per-user folder; env FOLIO_HOME).")
+@click.version_option(package_name="folio")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """Folio: ask questions of your PDFs and code, with cited sources."""
+    ctx.obj = Context(home)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--password", help="Password for encrypted PDFs in this batch.")
+@click.option("--no-embed", is_flag=True,
+              help="Store text only (searchable by keywords now); embed later with `folio embed`.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@pass_context
+def ingest(obj: Context, paths: tuple[Path, ...], password: str | None, no_embed: bool,
+           quiet: bool) -> None:
+    """Add files or folders (PDF, source code, text) to the library."""
+    from engine.indexer import ingest_paths
+
+    from .progress_bar import TerminalProgress
+
+    bar = TerminalProgress(quiet=quiet)
+    report = ingest_paths(obj.db, list(paths), password=password,
+                          config=obj.settings.ingest_config(), progress=bar)
+    bar.finish()
+    for outcome in report.outcomes:
+        mark = {"added": "+", "replaced": "~", "duplicate": "=", "error": "!"}[outcome.status]
+        click.echo(f"{mark} {outcome.message}")
+        for warning in outcome.warnings:
+            click.echo(f"    note: {warning}")
+    for skipped in report.skipped:
+        click.echo(f"- skipped {skipped.path}: {skipped.reason}", err=True)
+    click.echo(report.summary())
+    if not no_embed and (report.count("added") or report.count("replaced")):
+        _embed(obj, quiet)
+    if report.outcomes and report.count("error") == len(report.outcomes):
+        sys.exit(1)
+
+
+def _embed(obj: Context, quiet: bool) -> None:
+    from engine.embed_worker import embed_pending
+    from engine.embedder import Embedder, EmbedderError
+
+    from .progress_bar import TerminalProgress
+
+    bar = TerminalProgress(quiet=quiet)
+    try:
+        embedder = Embedder(obj.settings.embedder_config())
+        run = embed_pending(obj.db, embedder, dtype=obj.settings.embedding_dtype, progress=bar)
+    except EmbedderError as exc:
+        raise click.ClickException(f"{exc}; keyword search still works") from exc
+    except KeyboardInterrupt:
+        bar.finish()
+        raise click.ClickException(
+            "embedding interrupted; what was done is kept - run `folio embed` to resume")
+    bar.finish()
+    if run.embedded:
+        click.echo(f"embedded {run.embedded} segments in {run.seconds:.1f}s")
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@pass_context
+def embed(obj: Context, quiet: bool) -> None:
+    """Compute embeddings still missing (resumes an interrupted run)."""
+    _embed(obj, quiet)
+    click.echo("all segments embedded")
+
+
+@cli.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def list_documents(obj: Context, as_json: bool) -> None:
+    """List the documents in the library."""
+    from storage import documents, embeddings
+
+    docs = documents.list_documents(obj.db)
+    progress = embeddings.embedding_progress(obj.db, obj.settings.embedder_config().model_name)
+    if as_json:
+        rows = []
+        for d in docs:
+            row = asdict(d)
+            p = progress.get(d.id)
+            row["embedded"] = p.done if p else 0
+            rows.append(row)
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not docs:
+        click.echo("the library is empty: add files with `folio ingest PATH`")
+        return
+    for d in docs:
+        size = f"{d.pages} pages" if d.kind == "pdf" else f"{d.lines} lines"
+        p = progress.get(d.id)
+        state = d.status
+        if d.status == "searchable" and p and p.total:
+            state = f"searchable, embedding {100 * p.done // p.total}%"
+        if d.status == "error":
+            click.echo(f"#{d.id:<4} {d.display_name}  error: {d.error}")
+            continue
+        click.echo(f"#{d.id:<4} {d.display_name}  {d.kind}, {size}, {d.segments} segments, "
+                   f"{state}, added {d.created_at[:16].replace('T', ' ')}")
+
+
+@cli.command()
+@click.argument("refs", nargs=-1, required=True)
+@pass_context
+def rm(obj: Context, refs: tuple[str, ...]) -> None:
+    """Remove documents (by id, name, path or sha256 prefix) and all derived data."""
+    from storage import documents
+
+    failed = False
+    for ref in refs:
+        found = documents.resolve_documents(obj.db, ref)
+        if len(found) != 1:
+            reason = "no such document" if not found else (
+                "matches several documents: " + ", ".join(f"#{d.id} {d.path}" for d in found))
+            click.echo(f"{ref}: {reason}", err=True)
+            failed = True
+            continue
+        documents.remove_document(obj.db, found[0].id)
+        click.echo(f"removed #{found[0].id} {found[0].display_name}")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--doc", "docs", multiple=True, help="Limit to a document (repeatable).")
+@click.option("-k", default=10, show_default=True, help="Number of results.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def search(obj: Context, query: str, docs: tuple[str, ...], k: int, as_json: bool) -> None:
+    """Hybrid (keyword + semantic) search over the library."""
+    from engine.embedder import Embedder
+    from engine.search import HybridSearcher
+    from storage import embeddings
+
+    doc_ids = _resolve_many(obj, docs)
+    config = obj.settings.embedder_config()
+    has_vectors = embeddings.count_embeddings(obj.db, config.model_name) > 0
+    searcher = HybridSearcher(obj.db, config.model_name,
+                              (lambda: Embedder(config)) if has_vectors else None)
+    hits = searcher.search(query, k=k, document_ids=doc_ids or None)
+    if as_json:
+        click.echo(json.dumps([_hit_json(h) for h in hits], indent=2))
+        return
+    if not hits:
+        click.echo("no results")
+        return
+    for rank, hit in enumerate(hits, 1):
+        seg = hit.segment
+        where = f"p. {seg.page}" if seg.page else f"lines {seg.line_start}-{seg.line_end}"
+        label = f" {seg.name}" if seg.name else ""
+        snippet = " ".join(seg.text.split())
+        click.echo(f"{rank:>2}. {seg.document_name}, {where}{label}  [{hit.score:.4f}]")
+        click.echo(f"    {snippet[:200]}{'...' if len(snippet) > 200 else ''}")
+
+
+def _resolve_many(obj: Context, refs: tuple[str, ...]) -> list[int]:
+    from storage import documents
+
+    ids = []
+    for ref in refs:
+        found = documents.resolve_documents(obj.db, ref)
+        if not found:
+            raise click.ClickException(f"--doc {ref}: no such document")
+        ids.extend(d.id for d in found)
+    return ids
+
+
+def _hit_json(hit) -> dict:
+    seg = hit.segment
+    return {
+        "segment_id": seg.id, "document_id": seg.document_id,
+        "document": seg.document_name, "path": seg.document_path, "kind": seg.kind,
+        "page": seg.page, "char_start": seg.char_start, "char_end": seg.char_end,
+        "line_start": seg.line_start, "line_end": seg.line_end, "name": seg.name,
+        "section": seg.section, "text": seg.text,
+        "boxes": [b.to_list() for b in seg.boxes],
+        "score": hit.score, "bm25_rank": hit.bm25_rank, "dense_rank": hit.dense_rank,
+        "dense_score": hit.dense_score,
+    }
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 7860).")
+@pass_context
+def serve(obj: Context, host: str | None, port: int | None) -> None:
+    """Start the local browser app."""
+    from .serve import serve as run_server
+
+    run_server(obj.settings, host=host or obj.settings.host, port=port or obj.settings.port)
+
+
+def main() -> None:
+    cli(prog_name="folio")
