@@ -49,6 +49,10 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()   # our own progress bar reports
+        hf_logging.set_verbosity_error()
 
         try:
             self.model = SentenceTransformer(str(model_dir), device=self.config.device)

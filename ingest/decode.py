@@ -181,7 +181,7 @@ def format_size(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -200,10 +200,14 @@ class LineIndex:
 
     def __post_init__(self) -> None:
         self.starts, self.ends = [], []
-        for match in _LINE.finditer(self.text):
-            line = match.group()
-            self.starts.append(match.start())
-            self.ends.append(match.start() + len(line.rstrip("\r\n")))
+        pos = 0
+        for match in _BREAK.finditer(self.text):
+            self.starts.append(pos)
+            self.ends.append(match.start())
+            pos = match.end()
+        if pos < len(self.text):
+            self.starts.append(pos)
+            self.ends.append(len(self.text))
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -18,7 +18,7 @@ class SchemaTooNew(RuntimeError):
 def _v1(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE documents (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reuse a removed id
             path TEXT NOT NULL,
             display_name TEXT NOT NULL,
             sha256 TEXT NOT NULL,
@@ -53,7 +53,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("""
         CREATE TABLE segments (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
             ordinal INTEGER NOT NULL,
             kind TEXT NOT NULL CHECK (kind IN ('paragraph', 'heading', 'table', 'list',

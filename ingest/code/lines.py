@@ -9,6 +9,7 @@ of a statement -- with sizes balanced so the last chunk is not a stub.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Collection
 
@@ -114,3 +115,32 @@ def line_windows(stats: LineStats, max_tokens: int) -> list[tuple[int, int]]:
     """The fallback for languages without a parser: the whole file as windows."""
     return split_range(stats, 0, len(stats) - 1, max_tokens=max_tokens,
                        max_lines=WINDOW_LINES)
+
+
+_SOFT_BREAK = re.compile(r"[,;{}\[\]()>]\s*|\s+")
+
+
+def cut_chars(text: str, start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:
+    """Cut text[start:end] (an over-long line) into spans of about
+    `max_tokens`, after punctuation or whitespace where possible."""
+    total = count_tokens(text[start:end])
+    parts = max(1, math.ceil(total / max_tokens))
+    step = max(1, math.ceil((end - start) / parts))
+    spans, pos = [], start
+    while pos < end:
+        stop = min(end, pos + step)
+        if stop < end:
+            floor = pos + step // 2
+            cut = None
+            for match in _SOFT_BREAK.finditer(text, floor, stop):
+                cut = match.end()
+            stop = cut if cut and cut > pos else stop
+        span = (pos, stop)
+        while span[0] < span[1] and text[span[0]].isspace():
+            span = (span[0] + 1, span[1])
+        while span[1] > span[0] and text[span[1] - 1].isspace():
+            span = (span[0], span[1] - 1)
+        if span[0] < span[1]:
+            spans.append(span)
+        pos = stop
+    return spans

@@ -5,7 +5,9 @@ Parsers only report where units are; everything about segment shape lives
 here so every language gets the same rules:
 
 * every non-blank line of the file lands in exactly one segment, and each
-  segment is whole lines from its first to its last non-blank line;
+  segment is whole lines from its first to its last non-blank line (the one
+  exception: a single line too long for any segment, as in minified code, is
+  cut inside the line, and `doc.warnings` says so);
 * a function is one segment with its decorators and the comment block right
   above it; nested functions stay inside it unless it is larger than
   `max_code_tokens`, in which case they become their own segments
@@ -29,7 +31,7 @@ from typing import Sequence
 from ..config import IngestConfig
 from ..model import Segment
 from ..tokens import count_tokens
-from .lines import WINDOW_LINES, LineStats, split_range
+from .lines import WINDOW_LINES, LineStats, cut_chars, split_range
 
 MODULE_HEADER = "<module>"
 LOCALS = "<locals>"
@@ -69,21 +71,37 @@ class _Piece:
     section: list[str]
     group: object = None     # pieces of one unit share a group; numbered if > 1
     trivial: bool = False
+    chars: tuple[int, int] | None = None   # a cut inside an over-long line
 
 
 class _Layout:
     def __init__(self, stats: LineStats, config: IngestConfig,
-                 comment_prefixes: Sequence[str], top_breaks: frozenset[int] | None):
+                 comment_prefixes: Sequence[str], top_breaks: frozenset[int] | None,
+                 header_name: str | None):
         self.stats = stats
+        self.header_name = header_name
         self.max_tokens = config.max_code_tokens
         self.comment_prefixes = tuple(comment_prefixes)
-        self.top_breaks = top_breaks
         self.pieces: list[_Piece] = []
+        self.long_lines = False
+        self.top_breaks = self._starts(top_breaks)
 
     # -- helpers -----------------------------------------------------------
     def _is_comment(self, i: int) -> bool:
         line = self.stats.index.line(i).lstrip()
         return bool(line) and line.startswith(self.comment_prefixes)
+
+    def _starts(self, breaks: frozenset[int] | None) -> frozenset[int] | None:
+        """Statement starts moved up over the comment lines that introduce
+        them, so a cut never separates a comment from its statement."""
+        if not breaks or not self.comment_prefixes:
+            return breaks or None
+        moved = set()
+        for line in breaks:
+            while line > 0 and self._is_comment(line - 1):
+                line -= 1
+            moved.add(line)
+        return frozenset(moved)
 
     def _is_trivial(self, first: int, last: int) -> bool:
         return all(self.stats.blank[i] or _TRIVIAL.match(self.stats.index.line(i))
@@ -143,7 +161,7 @@ class _Layout:
         self._emit(first, last, "code-block", None, [], None, max_lines=WINDOW_LINES,
                    starts=self.top_breaks, gap=True)
         if before == 0 and len(self.pieces) > 0 and not self.pieces[0].trivial:
-            self.pieces[0].name = MODULE_HEADER
+            self.pieces[0].name = self.header_name
 
     def _unit(self, unit: Unit, first: int) -> None:
         stats = self.stats
@@ -151,7 +169,7 @@ class _Layout:
         small = stats.tokens(first, unit.end) <= self.max_tokens
         if not children or (not unit.container and small):
             self._emit(first, unit.end, unit.kind, unit.name, unit.section, unit,
-                       starts=unit.breaks or None)
+                       starts=self._starts(unit.breaks))
             return
         bound = unit.body_start if unit.body_start is not None else unit.start + 1
         firsts = self._extend_up(children, max(bound, unit.start + 1))
@@ -160,25 +178,42 @@ class _Layout:
             # header first, then members; what lies between members is
             # class-level code, named after the class
             self._emit(first, firsts[0] - 1, unit.kind, unit.name, unit.section,
-                       ("header", id(unit)), starts=unit.breaks or None)
+                       ("header", id(unit)), starts=self._starts(unit.breaks))
             for i, (child, child_first) in enumerate(zip(children, firsts)):
                 self._unit(child, child_first)
                 stop = firsts[i + 1] - 1 if i + 1 < len(children) else unit.end
                 self._emit(child.end + 1, stop, "code-block", unit.name, path, None,
-                           max_lines=WINDOW_LINES, starts=unit.breaks or None, gap=True)
+                           max_lines=WINDOW_LINES, starts=self._starts(unit.breaks), gap=True)
         else:
             # an oversized function: nested definitions stand alone, the
             # function's own lines become its numbered parts
             cursor = first
             for child, child_first in zip(children, firsts):
                 self._emit(cursor, child_first - 1, unit.kind, unit.name, unit.section,
-                           unit, starts=unit.breaks or None, gap=cursor != first)
+                           unit, starts=self._starts(unit.breaks), gap=cursor != first)
                 self._unit(child, child_first)
                 cursor = child.end + 1
             self._emit(cursor, unit.end, unit.kind, unit.name, unit.section, unit,
-                       starts=unit.breaks or None, gap=True)
+                       starts=self._starts(unit.breaks), gap=True)
 
     # -- finish ------------------------------------------------------------
+    def _cut_long_lines(self, piece: _Piece) -> list[_Piece]:
+        """Minified or generated code can hold a whole file on one line;
+        such a piece is cut inside the line, the one place where segments
+        are not whole lines."""
+        stats = self.stats
+        if stats.tokens(piece.first, piece.last) <= self.max_tokens or all(
+                stats.tokens(i, i) <= self.max_tokens for i in range(piece.first, piece.last + 1)):
+            return [piece]
+        self.long_lines = True
+        start, end = stats.index.span(piece.first, piece.last)
+        out = []
+        for a, b in cut_chars(stats.index.text, start, end, self.max_tokens):
+            first, last = stats.index.line_of(a), stats.index.line_of(b - 1)
+            out.append(_Piece(first, last, piece.kind, piece.name, list(piece.section),
+                              piece.group, chars=(a, b)))
+        return out
+
     def segments(self) -> list[Segment]:
         merged: list[_Piece] = []
         pending: int | None = None      # a trivial gap before any real piece
@@ -194,7 +229,8 @@ class _Layout:
             merged.append(piece)
         if pending is not None:         # nothing but brackets: keep them anyway
             merged.append(_Piece(pending, self.pieces[-1].last, "code-block",
-                                 MODULE_HEADER, [], None))
+                                 self.header_name, [], None))
+        merged = [part for piece in merged for part in self._cut_long_lines(piece)]
         counts: dict[int, int] = {}
         for piece in merged:
             if piece.group is not None:
@@ -207,7 +243,7 @@ class _Layout:
             if total > 1:
                 seen[id(piece.group)] = seen.get(id(piece.group), 0) + 1
                 name = f"{name} (part {seen[id(piece.group)]}/{total})"
-            start, end = index.span(piece.first, piece.last)
+            start, end = piece.chars or index.span(piece.first, piece.last)
             text = index.text[start:end]
             out.append(Segment(kind=piece.kind, text=text, char_start=start, char_end=end,
                                tokens=count_tokens(text), line_start=piece.first + 1,
@@ -217,14 +253,18 @@ class _Layout:
 
 def build_segments(stats: LineStats, units: list[Unit], config: IngestConfig, *,
                    comment_prefixes: Sequence[str] = (),
-                   top_breaks: frozenset[int] | None = None) -> list[Segment]:
-    """Covering segments for a file whose units are known.
+                   top_breaks: frozenset[int] | None = None,
+                   header_name: str | None = MODULE_HEADER) -> tuple[list[Segment], bool]:
+    """Covering segments for a file whose units are known, and whether an
+    over-long line had to be cut inside (see `_cut_long_lines`).
 
     `comment_prefixes` lets the layout attach comment lines above a unit when
     the parser does not report comments (Python's `ast`); `top_breaks` are
     top-level statement starts, the preferred cuts for module-level windows.
-    With no units at all this is the line-window fallback.
+    `header_name` names the first top-level window ("<module>"; None for
+    languages parsed as plain line windows, where it means nothing).
     """
-    layout = _Layout(stats, config, comment_prefixes, top_breaks)
+    layout = _Layout(stats, config, comment_prefixes, top_breaks, header_name)
     layout.module(units)
-    return layout.segments()
+    segments = layout.segments()
+    return segments, layout.long_lines

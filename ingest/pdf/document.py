@@ -1,0 +1,264 @@
+"""Parse a whole PDF: open, sample typography, parse pages, assign sections.
+
+Long documents are parsed in page ranges by a small process pool (each
+worker opens the file itself), because a single process does not reach
+our target of 100+ pages/s on a 2,415-page manual. Results are consumed in
+page order with a bounded number of ranges in flight, so memory stays
+proportional to the output, and serial and parallel runs give identical
+documents: a page depends only on the `PageContext` built up front.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pymupdf
+
+from ..config import IngestConfig
+from ..hashing import sha256_file
+from ..model import ParsedDocument, Segment
+from ..progress import Progress, ProgressFn, no_progress
+from .headings import SectionTracker, font_stats, sample_pages
+from .lines import extract_lines
+from .ocr import ocr_enabled, tesseract_path
+from .open import open_document, open_pdf
+from .page import PageContext, PageResult, failed_page, page_dict, parse_page
+
+PARALLEL_MIN_PAGES = 150   # below this a pool's start-up is not worth it
+WORKERS = 2
+RANGE_PAGES = 32           # pages per task sent to a worker
+MAX_PAGE_WARNINGS = 20
+PROGRESS_INTERVAL = 0.05   # seconds: at most ~20 progress calls a second
+
+
+def _toc_by_page(doc: pymupdf.Document, warnings: list[str]) -> dict[int, list[tuple[int, str]]]:
+    """Outline entries grouped by 0-based page, in outline order."""
+    try:
+        toc = doc.get_toc(simple=True)
+    except Exception:
+        warnings.append("the table of contents could not be read")
+        return {}
+    out: dict[int, list[tuple[int, str]]] = {}
+    for entry in toc:
+        level, title, page = entry[0], entry[1], entry[2]
+        title = " ".join(str(title).split())
+        if page >= 1 and title and level >= 1:
+            out.setdefault(page - 1, []).append((int(level), title))
+    return out
+
+
+def _sample(doc: pymupdf.Document, cache: dict[int, dict[str, Any]] | None):
+    """Yield (lines, height) of the sampled pages; keep their dicts in `cache`."""
+    for i in sample_pages(doc.page_count):
+        try:
+            page = doc[i]
+            raw = page_dict(page)
+        except Exception:
+            continue
+        if cache is not None:
+            cache[i] = raw
+        rect = page.rect
+        matrix = page.rotation_matrix if page.rotation else None
+        yield extract_lines(raw, rect.width, rect.height, matrix), rect.height
+
+
+def _parse_one(doc: pymupdf.Document, index: int, ctx: PageContext,
+               raw: dict[str, Any] | None = None) -> PageResult:
+    try:
+        page = doc[index]
+    except Exception as exc:
+        return failed_page(index + 1, 0.0, 0.0, 0, exc)
+    try:
+        return parse_page(page, ctx, raw)
+    except Exception as exc:
+        rect = page.rect
+        return failed_page(index + 1, rect.width, rect.height, page.rotation, exc)
+
+
+# --- worker side -----------------------------------------------------------
+
+_worker_doc: tuple[tuple[str, str | None], pymupdf.Document] | None = None
+
+
+def _parse_range(path: str, password: str | None, ctx: PageContext,
+                 indices: list[int]) -> list[PageResult]:
+    """Worker task: parse some pages of the file, opened once per process."""
+    global _worker_doc
+    key = (path, password)
+    if _worker_doc is None or _worker_doc[0] != key:
+        if _worker_doc is not None:
+            _worker_doc[1].close()
+        _worker_doc = (key, open_document(Path(path), password))
+    doc = _worker_doc[1]
+    return [_parse_one(doc, i, ctx) for i in indices]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """fork is fastest, but forking a multi-threaded process (a web UI) can
+    deadlock in the child; use spawn there."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _parallel(path: Path, password: str | None, ctx: PageContext,
+              pages: Sequence[int], workers: int) -> Iterator[PageResult]:
+    ranges = [list(pages[k:k + RANGE_PAGES]) for k in range(0, len(pages), RANGE_PAGES)]
+    window = 2 * workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        pending: list[Future[list[PageResult]]] = []
+        try:
+            for indices in ranges:
+                # send only the outline entries of these pages
+                task_ctx = replace(ctx, toc={i: ctx.toc[i] for i in indices if i in ctx.toc})
+                pending.append(pool.submit(_parse_range, str(path), password, task_ctx, indices))
+                if len(pending) >= window:
+                    yield from pending.pop(0).result()
+            while pending:
+                yield from pending.pop(0).result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _serial(doc: pymupdf.Document, ctx: PageContext, pages: Sequence[int],
+            cache: dict[int, dict[str, Any]]) -> Iterator[PageResult]:
+    for i in pages:
+        yield _parse_one(doc, i, ctx, cache.pop(i, None))
+
+
+def _iter_pages(path: Path, password: str | None, doc: pymupdf.Document,
+                ctx: PageContext, pages: Sequence[int],
+                cache: dict[int, dict[str, Any]], workers: int | None) -> Iterator[PageResult]:
+    if workers is None:
+        workers = WORKERS if (len(pages) >= PARALLEL_MIN_PAGES
+                              and _available_cpus() >= 2) else 1
+    if workers > 1 and len(pages) > RANGE_PAGES:
+        cache.clear()
+        return _parallel(path, password, ctx, pages, workers)
+    return _serial(doc, ctx, pages, cache)
+
+
+def _context(doc: pymupdf.Document, config: IngestConfig, warnings: list[str],
+             cache: dict[int, dict[str, Any]] | None) -> PageContext:
+    stats = font_stats(_sample(doc, cache))
+    return PageContext(config=config, stats=stats, toc=_toc_by_page(doc, warnings),
+                       ocr=ocr_enabled(config) and tesseract_path() is not None)
+
+
+def _no_text_warning(scanned: int, total: int, config: IngestConfig) -> str:
+    head = (f"{scanned} of {total} pages have no text layer" if total > 1
+            else "the page has no text layer")
+    if tesseract_path() is None:
+        if config.ocr:
+            return f"{head}; OCR was requested but tesseract is not installed"
+        return f"{head}; install tesseract to OCR them"
+    return f"{head}; OCR is turned off"
+
+
+class _Reporter:
+    def __init__(self, fn: ProgressFn, total: int, item: str):
+        self.fn, self.total, self.item = fn, total, item
+        self.last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done >= self.total or now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.fn(Progress(stage="parse", done=done, total=self.total,
+                             unit="pages", item=self.item))
+
+
+def parse_pdf(path: Path, *, password: str | None = None,
+              config: IngestConfig | None = None,
+              progress: ProgressFn = no_progress,
+              workers: int | None = None) -> ParsedDocument:
+    """Parse a PDF into pages (text in reading order) and segments.
+
+    Raises PasswordRequired, WrongPassword, CorruptFile, EmptyDocument or
+    TooLarge (all naming the file). `workers` overrides the automatic choice
+    between serial and parallel parsing (1 forces serial).
+    """
+    config = config or IngestConfig()
+    path = Path(path)
+    opened = open_pdf(path, password, config)
+    doc = opened.doc
+    warnings = list(opened.warnings)
+    try:
+        n = doc.page_count
+        title = ((doc.metadata or {}).get("title") or "").strip() or None
+        cache: dict[int, dict[str, Any]] = {}
+        ctx = _context(doc, config, warnings, cache)
+        report = _Reporter(progress, n, path.name)
+        report(0)
+        pages, segments = [], []
+        page_warnings: list[str] = []
+        scanned = 0
+        tracker = SectionTracker()
+        results = _iter_pages(path, password, doc, ctx, range(n), cache, workers)
+        for done, res in enumerate(results, 1):
+            _assign_sections(res, tracker)
+            pages.append(res.info)
+            segments.extend(res.segments)
+            page_warnings.extend(res.warnings)
+            scanned += res.scanned
+            report(done)
+    finally:
+        doc.close()
+    if len(page_warnings) > MAX_PAGE_WARNINGS:
+        extra = len(page_warnings) - MAX_PAGE_WARNINGS
+        page_warnings = page_warnings[:MAX_PAGE_WARNINGS] + [f"... and {extra} more page warnings"]
+    warnings.extend(page_warnings)
+    if scanned:
+        warnings.append(_no_text_warning(scanned, n, config))
+    elif not segments:
+        warnings.append("no text was found in the document")
+    return ParsedDocument(
+        path=path, display_name=path.name, kind="pdf", mime="application/pdf",
+        sha256=sha256_file(path), size=path.stat().st_size, segments=segments,
+        pages=pages, title=title, warnings=warnings)
+
+
+def _assign_sections(res: PageResult, tracker: SectionTracker) -> None:
+    for event in res.page_events:
+        tracker.apply(event)
+    for seg, events in zip(res.segments, res.events):
+        for event in events:
+            tracker.apply(event)
+        seg.section = tracker.path
+
+
+def parse_pages(path: Path, pages: Sequence[int], *, password: str | None = None,
+                config: IngestConfig | None = None,
+                workers: int | None = 1) -> tuple[list[PageResult], list[Segment]]:
+    """Parse selected 0-based pages (for tests and benchmarks): the same
+    per-page results as `parse_pdf`, with sections carried over `pages` only."""
+    config = config or IngestConfig()
+    path = Path(path)
+    opened = open_pdf(path, password, config)
+    doc = opened.doc
+    try:
+        cache: dict[int, dict[str, Any]] = {}
+        ctx = _context(doc, config, [], cache)
+        tracker = SectionTracker()
+        results = []
+        for res in _iter_pages(path, password, doc, ctx, list(pages), cache, workers):
+            _assign_sections(res, tracker)
+            results.append(res)
+    finally:
+        doc.close()
+    return results, [s for r in results for s in r.segments]
