@@ -1,10 +1,13 @@
 """Paragraphs, list items, code and headings from ordered lines.
 
-MuPDF's blocks are a good first guess at paragraphs (it splits at
-indents and spacing), so a new MuPDF block starts a new paragraph, except
-that consecutive code blocks (MuPDF splits code at each indent change) are
-kept together. We also break at bullets, font size changes, large vertical
-gaps and column changes (unless the sentence visibly runs on).
+MuPDF's blocks are a good first guess at paragraphs (it splits at indents
+and spacing), but not a reliable one: it splits code at every indent
+change and sometimes gives each line of a paragraph its own block. So a
+new MuPDF block starts a paragraph unless the line visibly continues the
+previous one (same style, no indent, normal line pitch, previous line full).
+We also break at bullets, font size changes, large gaps and column changes
+(unless the sentence runs on into the next column). Short bold or large
+paragraphs are then classified as headings.
 """
 from __future__ import annotations
 
@@ -39,7 +42,6 @@ class Block:
     lines: list[Line] = field(default_factory=list)
     table: TableData | None = None
     heading: HeadingEvent | None = None
-    text: str = ""                              # filled by pagetext.assemble
 
     @property
     def plain(self) -> str:
@@ -57,15 +59,25 @@ def _runs_on(prev: Line, line: Line) -> bool:
             and abs(prev.size - line.size) < 0.6 and not (prev.mono or line.mono))
 
 
-def _continues_block(prev: Line, line: Line, pitch: float) -> bool:
-    """MuPDF sometimes puts every line of a paragraph in its own block; a
-    line continues the paragraph when it has the same style, no indent, the
-    usual line pitch, and the previous line ran (nearly) as far right."""
-    return (abs(line.size - prev.size) < 0.5 and line.bold == prev.bold
-            and abs(line.x0 - prev.x0) <= 2.0
+def _continues_block(first: Line, prev: Line, line: Line, pitch: float) -> bool:
+    """MuPDF sometimes puts every line of a paragraph (or its first line) in
+    a block of its own; a line continues the paragraph when it has the same
+    style, no indent (the first line may be indented or hanging), the usual
+    line pitch, and the previous line ran (nearly) as far right."""
+    shift = abs(line.x0 - prev.x0)
+    return (abs(line.size - prev.size) < 0.5
+            and (line.bold == prev.bold or prev is first)
+            and (shift <= 2.0 or (prev is first and shift <= 3 * line.size))
             and line.y0 - prev.y0 <= 1.2 * pitch * max(prev.size, line.size)
             and prev.x1 >= line.x1 - 0.15 * (line.x1 - line.x0)
             and not prev.text.endswith(":"))
+
+
+def _flows_on(prev: Line, line: Line) -> bool:
+    """A justified line running to the right edge without ending a sentence
+    (e.g. a run-in heading in a smaller font) flows into the next line."""
+    return (prev.x1 >= line.x1 - 0.05 * (line.x1 - line.x0)
+            and not prev.text.endswith(_SENTENCE_END))
 
 
 def _breaks(first: Line, prev: Line, line: Line, region_change: bool,
@@ -82,10 +94,10 @@ def _breaks(first: Line, prev: Line, line: Line, region_change: bool,
     if line.block != prev.block:
         if prev.mono and line.mono:
             return step > 1.4 * pitch
-        return not _continues_block(prev, line, pitch)
-    if abs(line.size - prev.size) >= 1.0:
+        return not _continues_block(first, prev, line, pitch)
+    if abs(line.size - prev.size) >= 1.0 and not _flows_on(prev, line):
         return True
-    if step > 1.5 * pitch:
+    if step > 1.5 * pitch and line.y0 - prev.y1 > 0.5 * max(prev.height, line.height):
         return True
     if (prev is first and prev.bold and not line.bold and not prev.mono
             and len(prev.text.split()) <= 10 and prev.text[-1] not in "-,"

@@ -1,8 +1,8 @@
 """Parse a whole PDF: open, sample typography, parse pages, assign sections.
 
-Long documents are parsed in page ranges by a small process pool (each
-worker opens the file itself), because a single process does not reach
-our target of 100+ pages/s on a 2,415-page manual. Results are consumed in
+One process parses a text-heavy manual at roughly 150-190 pages/s; long
+documents are parsed in page ranges by a small process pool (each worker
+opens the file itself), which nearly doubles that. Results are consumed in
 page order with a bounded number of ranges in flight, so memory stays
 proportional to the output, and serial and parallel runs give identical
 documents: a page depends only on the `PageContext` built up front.
@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,11 +22,12 @@ from typing import Any, Iterator, Sequence
 import pymupdf
 
 from ..config import IngestConfig
+from ..errors import IngestError
 from ..hashing import sha256_file
 from ..model import ParsedDocument, Segment
 from ..progress import Progress, ProgressFn, no_progress
 from .headings import SectionTracker, font_stats, sample_pages
-from .lines import extract_lines
+from .lines import Line, extract_lines
 from .ocr import ocr_enabled, tesseract_path
 from .open import open_document, open_pdf
 from .page import PageContext, PageResult, failed_page, page_dict, parse_page
@@ -53,7 +55,8 @@ def _toc_by_page(doc: pymupdf.Document, warnings: list[str]) -> dict[int, list[t
     return out
 
 
-def _sample(doc: pymupdf.Document, cache: dict[int, dict[str, Any]] | None):
+def _sample(doc: pymupdf.Document,
+            cache: dict[int, dict[str, Any]] | None) -> Iterator[tuple[list[Line], float]]:
     """Yield (lines, height) of the sampled pages; keep their dicts in `cache`."""
     for i in sample_pages(doc.page_count):
         try:
@@ -65,7 +68,8 @@ def _sample(doc: pymupdf.Document, cache: dict[int, dict[str, Any]] | None):
             cache[i] = raw
         rect = page.rect
         matrix = page.rotation_matrix if page.rotation else None
-        yield extract_lines(raw, rect.width, rect.height, matrix), rect.height
+        lines, frame = extract_lines(raw, rect.width, rect.height, matrix)
+        yield lines, frame.height
 
 
 def _parse_one(doc: pymupdf.Document, index: int, ctx: PageContext,
@@ -77,8 +81,11 @@ def _parse_one(doc: pymupdf.Document, index: int, ctx: PageContext,
     try:
         return parse_page(page, ctx, raw)
     except Exception as exc:
-        rect = page.rect
-        return failed_page(index + 1, rect.width, rect.height, page.rotation, exc)
+        try:
+            rect, rotation = page.rect, page.rotation
+        except Exception:
+            rect, rotation = pymupdf.Rect(), 0
+        return failed_page(index + 1, rect.width, rect.height, rotation, exc)
 
 
 # --- worker side -----------------------------------------------------------
@@ -99,13 +106,13 @@ def _parse_range(path: str, password: str | None, ctx: PageContext,
     return [_parse_one(doc, i, ctx) for i in indices]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork is fastest, but forking a multi-threaded process (a web UI) can
-    deadlock in the child; use spawn there."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
+def _can_fork() -> bool:
+    """Workers are forked: spawning them would re-import the caller's main
+    module. Forking a process with other threads running (a web UI, perhaps
+    inside MuPDF at that moment) can deadlock the child, so then we stay
+    serial, which still parses well over 100 pages/s."""
+    return ("fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1)
 
 
 def _available_cpus() -> int:
@@ -115,24 +122,36 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _parallel(path: Path, password: str | None, ctx: PageContext,
+def _parallel(path: Path, password: str | None, doc: pymupdf.Document, ctx: PageContext,
               pages: Sequence[int], workers: int) -> Iterator[PageResult]:
+    """Page ranges on a process pool, yielded in page order; if the pool
+    fails, the remaining pages are parsed here (same results, slower)."""
     ranges = [list(pages[k:k + RANGE_PAGES]) for k in range(0, len(pages), RANGE_PAGES)]
     window = 2 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        pending: list[Future[list[PageResult]]] = []
-        try:
-            for indices in ranges:
-                # send only the outline entries of these pages
-                task_ctx = replace(ctx, toc={i: ctx.toc[i] for i in indices if i in ctx.toc})
-                pending.append(pool.submit(_parse_range, str(path), password, task_ctx, indices))
-                if len(pending) >= window:
-                    yield from pending.pop(0).result()
-            while pending:
-                yield from pending.pop(0).result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+    done = 0
+    try:
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            pending: list[Future[list[PageResult]]] = []
+            try:
+                for indices in ranges:
+                    # send only the outline entries of these pages
+                    task_ctx = replace(ctx, toc={i: ctx.toc[i] for i in indices if i in ctx.toc})
+                    pending.append(pool.submit(_parse_range, str(path), password, task_ctx,
+                                               indices))
+                    if len(pending) >= window:
+                        for res in pending.pop(0).result():
+                            done += 1
+                            yield res
+                while pending:
+                    for res in pending.pop(0).result():
+                        done += 1
+                        yield res
+            finally:
+                for fut in pending:
+                    fut.cancel()
+    except (BrokenProcessPool, OSError, RuntimeError, IngestError):
+        yield from _serial(doc, ctx, pages[done:], {})
 
 
 def _serial(doc: pymupdf.Document, ctx: PageContext, pages: Sequence[int],
@@ -147,9 +166,9 @@ def _iter_pages(path: Path, password: str | None, doc: pymupdf.Document,
     if workers is None:
         workers = WORKERS if (len(pages) >= PARALLEL_MIN_PAGES
                               and _available_cpus() >= 2) else 1
-    if workers > 1 and len(pages) > RANGE_PAGES:
+    if workers > 1 and len(pages) > RANGE_PAGES and _can_fork():
         cache.clear()
-        return _parallel(path, password, ctx, pages, workers)
+        return _parallel(path, password, doc, ctx, pages, workers)
     return _serial(doc, ctx, pages, cache)
 
 
@@ -160,13 +179,17 @@ def _context(doc: pymupdf.Document, config: IngestConfig, warnings: list[str],
                        ocr=ocr_enabled(config) and tesseract_path() is not None)
 
 
-def _no_text_warning(scanned: int, total: int, config: IngestConfig) -> str:
-    head = (f"{scanned} of {total} pages have no text layer" if total > 1
-            else "the page has no text layer")
+def _no_text_warning(scanned: int, total: int, config: IngestConfig, ocr_ran: bool) -> str:
+    """E.g. "3 of 6 pages have no text layer; install tesseract to OCR them"."""
+    them = "them" if scanned > 1 else "it"
+    head = (f"{scanned} of {total} {'pages' if total > 1 else 'page'} "
+            f"{'have' if scanned > 1 else 'has'} no text layer")
+    if ocr_ran:
+        return f"{head}; OCR found no text on {them}"
     if tesseract_path() is None:
         if config.ocr:
             return f"{head}; OCR was requested but tesseract is not installed"
-        return f"{head}; install tesseract to OCR them"
+        return f"{head}; install tesseract to OCR {them}"
     return f"{head}; OCR is turned off"
 
 
@@ -224,7 +247,7 @@ def parse_pdf(path: Path, *, password: str | None = None,
         page_warnings = page_warnings[:MAX_PAGE_WARNINGS] + [f"... and {extra} more page warnings"]
     warnings.extend(page_warnings)
     if scanned:
-        warnings.append(_no_text_warning(scanned, n, config))
+        warnings.append(_no_text_warning(scanned, n, config, ctx.ocr))
     elif not segments:
         warnings.append("no text was found in the document")
     return ParsedDocument(

@@ -185,17 +185,17 @@ class SectionTracker:
     """
 
     def __init__(self) -> None:
-        self.toc: list[str] = []
+        self.toc: list[tuple[int, str]] = []
         self.font: list[tuple[int, str]] = []
 
     def apply(self, event: HeadingEvent) -> None:
         source, level, title = event
         if source == "toc":
-            self.toc = self.toc[:max(level - 1, 0)] + [title]
+            self.toc = [h for h in self.toc if h[0] < level] + [(level, title)]
             self.font = []
         else:
             self.font = [h for h in self.font if h[0] < level] + [(level, title)]
 
     @property
     def path(self) -> list[str]:
-        return self.toc + [t for _, t in self.font]
+        return [t for _, t in self.toc] + [t for _, t in self.font]

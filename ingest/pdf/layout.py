@@ -119,7 +119,9 @@ class _Cutter:
             run.clear()
 
         for strip in strips:
-            if any(boxes[i][0] < hi - 1 and boxes[i][2] > lo + 1 for i in strip):
+            # a strip crosses when a box spans the gutter's middle; a column
+            # line that merely pokes into the gutter does not
+            if any(boxes[i][0] < mid - 1 and boxes[i][2] > mid + 1 for i in strip):
                 flush()
                 plan.append((strip, None))
             else:

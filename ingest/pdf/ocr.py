@@ -17,6 +17,8 @@ from .lines import TEXT_FLAGS
 
 NO_TEXT_CHARS = 40       # fewer printed characters than this is "little text"
 SCAN_COVERAGE = 0.5      # ... when images cover at least this much of the page
+OCR_DPI = 200
+MAX_OCR_PIXELS = 4000    # longest side of the rendered page
 
 
 def tesseract_path() -> str | None:
@@ -56,8 +58,15 @@ def lacks_text_layer(page: pymupdf.Page, chars: int) -> bool:
     return coverage >= SCAN_COVERAGE or (chars == 0 and coverage > 0.05)
 
 
+def ocr_dpi(page: pymupdf.Page) -> int:
+    """200 dpi reads normal print as well as 300 and is faster; very large
+    pages are rendered coarser so the image stays under ~4000 pixels."""
+    longest = max(page.rect.width, page.rect.height) / 72  # inches
+    return max(72, min(OCR_DPI, int(MAX_OCR_PIXELS / max(longest, 1e-3))))
+
+
 def ocr_dict(page: pymupdf.Page, config: IngestConfig) -> dict[str, Any]:
     """The page's text dictionary from a full-page OCR pass."""
     textpage = page.get_textpage_ocr(flags=TEXT_FLAGS, language=config.ocr_language,
-                                     dpi=300, full=True)
+                                     dpi=ocr_dpi(page), full=True)
     return page.get_text("dict", flags=TEXT_FLAGS, textpage=textpage)

@@ -14,13 +14,13 @@ from typing import Any
 import pymupdf
 
 from ..config import IngestConfig
-from ..model import PageInfo, Segment, TextStatus
+from ..model import PageInfo, Segment
 from ..tokens import count_tokens
 from .blocks import Block, TableData, build_blocks, heading_candidate
 from .furniture import split_furniture
 from .headings import FontStats, HeadingEvent, match_toc
 from .layout import reading_order
-from .lines import TEXT_FLAGS, Line, extract_lines
+from .lines import TEXT_FLAGS, Frame, Line, extract_lines
 from .ocr import lacks_text_layer, ocr_dict
 from .pagetext import assemble
 from .segments import boxes_for, chunk_page
@@ -39,6 +39,9 @@ class PageContext:
 
 @dataclass
 class PageResult:
+    """A parsed page as it travels back from a worker: segments still
+    without section paths, plus the heading events that will set them."""
+
     info: PageInfo
     segments: list[Segment] = field(default_factory=list)
     events: list[list[HeadingEvent]] = field(default_factory=list)   # per segment
@@ -52,7 +55,8 @@ def page_dict(page: pymupdf.Page) -> dict[str, Any]:
 
 
 def _inside(line: Line, box: tuple[float, float, float, float]) -> bool:
-    cx, cy = (line.x0 + line.x1) / 2, (line.y0 + line.y1) / 2
+    """Is the line's centre in `box` (display coordinates)?"""
+    cx, cy = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
     return box[0] - 1 <= cx <= box[2] + 1 and box[1] - 1 <= cy <= box[3] + 1
 
 
@@ -68,69 +72,82 @@ def _tables(page: pymupdf.Page, width: float, height: float,
         return []
 
 
+def _read_lines(page: pymupdf.Page, ctx: PageContext, raw: dict[str, Any] | None,
+                result: PageResult) -> tuple[list[Line], Frame]:
+    """The page's lines, OCR'd when it has no text layer and OCR is on;
+    sets the page's text status."""
+    rect = page.rect
+    matrix = page.rotation_matrix if page.rotation else None
+    lines, frame = extract_lines(raw if raw is not None else page_dict(page),
+                                 rect.width, rect.height, matrix)
+    if not lacks_text_layer(page, sum(ln.chars for ln in lines)):
+        return lines, frame
+    result.info.text_status = "no-text"
+    if ctx.ocr:
+        try:
+            ocr_lines, ocr_frame = extract_lines(ocr_dict(page, ctx.config), rect.width,
+                                                 rect.height, matrix, plain=True)
+        except Exception as exc:
+            result.warnings.append(f"page {page.number + 1}: OCR failed ({exc})")
+        else:
+            if ocr_lines:
+                result.info.text_status = "ocr"
+                return ocr_lines, ocr_frame
+    result.scanned = True
+    return lines, frame
+
+
+def _mark_outline_headings(blocks: list[Block], entries: list[tuple[int, str]],
+                           result: PageResult) -> None:
+    """Outline entries of this page become heading blocks; entries whose
+    title is not found on the page apply from the top of the page."""
+    matches = match_toc(entries, [b.plain for b in blocks],
+                        [heading_candidate(b) for b in blocks])
+    for (level, title), k in zip(entries, matches):
+        if k is None:
+            result.page_events.append(("toc", level, title))
+        else:
+            blocks[k].kind = "heading"
+            blocks[k].heading = ("toc", level, title)
+
+
 def parse_page(page: pymupdf.Page, ctx: PageContext,
                raw: dict[str, Any] | None = None) -> PageResult:
     """Parse one page. `raw` is its text dict when already extracted."""
-    number = page.number + 1
     rect = page.rect
-    width, height, rotation = rect.width, rect.height, page.rotation
-    matrix = page.rotation_matrix if rotation else None
-    result = PageResult(PageInfo(number, width, height, "text", "", rotation))
-    status: TextStatus = "text"
-
-    lines = extract_lines(raw if raw is not None else page_dict(page), width, height, matrix)
-    chars = sum(ln.chars for ln in lines)
-    if lacks_text_layer(page, chars):
-        status = "no-text"
-        if ctx.ocr:
-            try:
-                ocr_lines = extract_lines(ocr_dict(page, ctx.config), width, height, matrix)
-            except Exception as exc:
-                result.warnings.append(f"page {number}: OCR failed ({exc})")
-            else:
-                if ocr_lines:
-                    lines, status = ocr_lines, "ocr"
-        result.scanned = status == "no-text"
-    result.info.text_status = status
+    matrix = page.rotation_matrix if page.rotation else None
+    result = PageResult(PageInfo(page.number + 1, rect.width, rect.height, "text", "",
+                                 page.rotation))
+    lines, frame = _read_lines(page, ctx, raw, result)
 
     tables: list[TableData] = []
     if ctx.config.find_tables and lines:
-        tables = _tables(page, width, height, matrix, result)
-        if tables:
+        tables = _tables(page, rect.width, rect.height, matrix, result)
+        if tables:  # their text is in the Markdown, not in the flow
             lines = [ln for ln in lines if not any(_inside(ln, t.bbox) for t in tables)]
 
-    header, body, footer = split_furniture(lines, height, ctx.stats)
-    boxes = [(ln.x0, ln.y0, ln.x1, ln.y1) for ln in body] + [t.bbox for t in tables]
-    line_height = median([ln.height for ln in body]) if body else 10.0
-    regions = reading_order(boxes, line_height)
+    header, body, footer = split_furniture(lines, frame.height, ctx.stats)
+    boxes = [(ln.x0, ln.y0, ln.x1, ln.y1) for ln in body] + [frame.up(t.bbox) for t in tables]
+    regions = reading_order(boxes, median([ln.height for ln in body]) if body else 10.0)
     if ctx.config.find_tables:
         regions, aligned = aligned_tables(regions, body, len(body) + len(tables))
         tables = tables + aligned
-    blocks = build_blocks(regions, body, tables, ctx.stats if status == "text" else FontStats())
+    typography = ctx.stats if result.info.text_status == "text" else FontStats()
+    blocks = build_blocks(regions, body, tables, typography)
+    if page.number in ctx.toc:
+        _mark_outline_headings(blocks, ctx.toc[page.number], result)
 
-    entries = ctx.toc.get(page.number, [])
-    if entries:
-        matches = match_toc(entries, [b.plain for b in blocks],
-                            [heading_candidate(b) for b in blocks])
-        for (level, title), k in zip(entries, matches):
-            if k is None:
-                result.page_events.append(("toc", level, title))
-            else:
-                blocks[k].kind = "heading"
-                blocks[k].heading = ("toc", level, title)
-
-    all_blocks = ([Block("furniture", [ln]) for ln in header] + blocks
-                  + [Block("furniture", [ln]) for ln in footer])
-    text, spans, recs = assemble(all_blocks)
+    blocks = ([Block("furniture", [ln]) for ln in header] + blocks
+              + [Block("furniture", [ln]) for ln in footer])
+    text, spans, recs = assemble(blocks)
     result.info.text = text
-
-    config = ctx.config
     starts = [r[0] for r in recs]
-    for chunk in chunk_page(all_blocks, spans, text, config.min_tokens, config.max_tokens):
+    config = ctx.config
+    for chunk in chunk_page(blocks, spans, text, config.min_tokens, config.max_tokens):
         seg_text = text[chunk.start:chunk.end]
         result.segments.append(Segment(
             kind=chunk.kind, text=seg_text, char_start=chunk.start, char_end=chunk.end,
-            tokens=count_tokens(seg_text), page=number,
+            tokens=count_tokens(seg_text), page=page.number + 1,
             boxes=boxes_for(recs, starts, chunk.start, chunk.end)))
         result.events.append(chunk.events)
     return result

@@ -108,7 +108,6 @@ def assemble(blocks: Sequence[Block]) -> tuple[str, list[tuple[int, int]], list[
                     recs.append((pos, pos + len(md), *box))
                 out.append(md)
                 pos += len(md)
-            block.text = "\n".join(block.table.md_lines)
             block_spans.append((start, pos))
             continue
         if block.kind == "code":
@@ -117,8 +116,7 @@ def assemble(blocks: Sequence[Block]) -> tuple[str, list[tuple[int, int]], list[
             text, spans = _prose(block.lines)
             lead = 0
         for ln, (a, b) in zip(block.lines, spans):
-            recs.append((pos + a, pos + b, ln.x0, ln.y0, ln.x1, ln.y1))
-        block.text = text[lead:]
+            recs.append((pos + a, pos + b, *ln.box))
         block_spans.append((pos + lead, pos + len(text)))
         out.append(text)
         pos += len(text)

@@ -26,7 +26,7 @@ from .headings import HeadingEvent
 from .pagetext import LineRec
 
 _SENTENCE_GAP = re.compile(r"(?<=[.!?:;])[\"'\u201d\u2019)\]]*\s+")
-_LINE_GAP = re.compile(r"\n+")
+_LINE_GAP = re.compile(r"\n\s*")  # the next line's indent stays outside
 _WORD_GAP = re.compile(r"\s+")
 
 
@@ -214,8 +214,8 @@ def chunk_page(blocks: Sequence[Block], spans: Sequence[tuple[int, int]], text: 
 
 def boxes_for(recs: Sequence[LineRec], starts: Sequence[int], start: int,
               end: int) -> list[LineBox]:
-    """LineBoxes of the printed lines inside [start, end); a line cut by the
-    span keeps the proportional part of its box."""
+    """LineBoxes of the printed lines inside [start, end); a horizontal line
+    cut by the span keeps the proportional part of its box."""
     out: list[LineBox] = []
     k = max(bisect_left(starts, start) - 1, 0)
     while k < len(recs):
@@ -228,7 +228,7 @@ def boxes_for(recs: Sequence[LineRec], starts: Sequence[int], start: int,
         s, e = max(a, start), min(b, end)
         if e <= s:
             continue
-        if (s, e) != (a, b) and b > a:
+        if (s, e) != (a, b) and x1 - x0 > y1 - y0:  # part of a horizontal line
             w = x1 - x0
             x0, x1 = x0 + w * (s - a) / (b - a), x0 + w * (e - a) / (b - a)
         out.append(LineBox(x0, y0, x1, y1, s, e))

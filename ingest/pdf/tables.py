@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import pymupdf
 
 from .blocks import TableData
-from .lines import Cell, Line
+from .lines import TEXT_FLAGS, Cell, Line
 
 MIN_RULES = 3           # horizontal and vertical rules needed to try
 MAX_DRAWINGS = 5000     # beyond this (maps, plots) the finder is too slow
@@ -103,39 +103,63 @@ def _cell(text: str | None) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _box(bbox: Any, matrix: pymupdf.Matrix | None, width: float,
-         height: float) -> tuple[float, float, float, float]:
-    r = pymupdf.Rect(bbox)
-    if matrix is not None:
-        r = r * matrix
-    return (max(r.x0, 0.0), max(r.y0, 0.0), min(r.x1, width), min(r.y1, height))
+def _clip(box: Any, width: float, height: float) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = box
+    return (max(x0, 0.0), max(y0, 0.0), min(x1, width), min(y1, height))
+
+
+def _words(page: pymupdf.Page, matrix: pymupdf.Matrix | None) -> list[tuple[float, float, str]]:
+    """Word centres (display coordinates) and texts, in MuPDF reading order."""
+    out = []
+    for w in page.get_text("words", flags=TEXT_FLAGS):
+        cx, cy = (w[0] + w[2]) / 2, (w[1] + w[3]) / 2
+        if matrix is not None:
+            p = pymupdf.Point(cx, cy) * matrix
+            cx, cy = p.x, p.y
+        out.append((cx, cy, w[4]))
+    return out
+
+
+def _cell_texts(cells: list[Any], words: list[tuple[float, float, str]]) -> list[str]:
+    """Text of each cell box: the words whose centre lies inside it. (The
+    finder's own character-level text misorders glyphs in some fonts.)"""
+    texts = []
+    for cell in cells:
+        if cell is None:
+            texts.append("")
+            continue
+        x0, y0, x1, y1 = cell
+        texts.append(_cell(" ".join(t for cx, cy, t in words
+                                    if x0 <= cx <= x1 and y0 <= cy <= y1)))
+    return texts
 
 
 def find_tables(page: pymupdf.Page, width: float, height: float,
                 matrix: pymupdf.Matrix | None = None) -> list[TableData]:
     """Tables with at least 2 rows, 2 columns and 3 non-empty cells, as
-    Markdown (first row as header) with one box per row."""
+    Markdown (first row as header) with one box per row. The finder works
+    on the displayed page, so its boxes are already display coordinates."""
     out: list[TableData] = []
+    words: list[tuple[float, float, str]] | None = None
     for tab in page.find_tables(use_layout=False).tables:
         if tab.row_count < 2 or tab.col_count < 2:
             continue
-        rows = [[_cell(c) for c in row] for row in tab.extract()]
+        if words is None:
+            words = _words(page, matrix)
+        rows = [_cell_texts(r.cells, words) for r in tab.rows]
         if sum(1 for row in rows for c in row if c) < 3:
             continue
-        boxes = [_box(r.bbox, matrix, width, height) for r in tab.rows]
-        if len(boxes) != len(rows):
-            boxes = [_box(tab.bbox, matrix, width, height)] * len(rows)
         ncol = max(len(r) for r in rows)
         md: list[str] = []
         row_boxes: list[tuple[float, float, float, float] | None] = []
-        for k, (row, box) in enumerate(zip(rows, boxes)):
+        for k, (row, r) in enumerate(zip(rows, tab.rows)):
             row = row + [""] * (ncol - len(row))
             md.append("| " + " | ".join(row) + " |")
-            row_boxes.append(box)
+            row_boxes.append(_clip(r.bbox, width, height))
             if k == 0:
                 md.append("|" + "---|" * ncol)
                 row_boxes.append(None)
-        out.append(TableData(_box(tab.bbox, matrix, width, height), md, row_boxes))
+        out.append(TableData(_clip(tab.bbox, width, height), md, row_boxes))
     return out
 
 
@@ -183,12 +207,12 @@ def _aligned_table(lines: list[Line]) -> TableData | None:
             j = next(j for j, (a, b) in enumerate(cols) if a <= x0 <= b)
             texts[j] = (texts[j] + " " + _cell(text)).strip()
         md.append("| " + " | ".join(texts) + " |")
-        boxes.append((ln.x0, ln.y0, ln.x1, ln.y1))
+        boxes.append(ln.box)
         if k == 0:
             md.append("|" + "---|" * len(cols))
             boxes.append(None)
-    bbox = (min(ln.x0 for ln in lines), min(ln.y0 for ln in lines),
-            max(ln.x1 for ln in lines), max(ln.y1 for ln in lines))
+    bbox = (min(ln.box[0] for ln in lines), min(ln.box[1] for ln in lines),
+            max(ln.box[2] for ln in lines), max(ln.box[3] for ln in lines))
     return TableData(bbox, md, boxes)
 
 
