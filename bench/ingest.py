@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# This file is named like the `ingest` package: keep its folder off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 DEFAULT_PDF = SHARED / "docs" / "manual" / "refman.pdf"
 JOBS = ["folio-parse", "folio-store", "folio-full", "peer-parse", "peer-full"]
@@ -60,7 +63,6 @@ def split_overlapping(text: str, size: int = 1000, overlap: int = 200) -> list[s
 
 
 def run_job(job: str, pdf: Path, workdir: Path) -> dict:
-    sys.path.insert(0, str(ROOT))
     started = time.perf_counter()
     result: dict = {"job": job}
     if job.startswith("folio"):
