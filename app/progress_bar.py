@@ -33,9 +33,10 @@ class TerminalProgress:
         self._drawn = False
 
     def __call__(self, event: Progress) -> None:
-        if self.quiet or event.stage == "files":
+        if self.quiet or (event.stage == "files" and (event.total or 0) < 2):
             return
-        key = (event.stage, event.item)
+        # One bar for the whole batch of files; one per document for pages.
+        key = event.stage if event.stage == "files" else (event.stage, event.item)
         now = time.perf_counter()
         if key != self._stage:
             self.finish()

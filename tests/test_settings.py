@@ -60,3 +60,14 @@ def test_progress_prints_lines_when_not_a_terminal():
 def test_loopback_detection():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+def test_file_batches_share_one_bar_and_single_files_show_none():
+    stream = io.StringIO()
+    bar = TerminalProgress(stream=stream)
+    bar(Progress("files", 0, 1, "files", "one.py"))
+    assert stream.getvalue() == ""
+    for done in range(0, 301):
+        bar(Progress("files", done, 300, "files", f"f{done}.py"))
+    lines = stream.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3 and lines[-1].startswith("files f300.py [") and "300/300 files" in lines[-1]
