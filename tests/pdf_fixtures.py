@@ -89,6 +89,42 @@ def headings(path: Path, toc: bool = True) -> Path:
     return path
 
 
+def words(tag: str, n: int) -> str:
+    """`n` plain words (about one token each), the first being `tag`."""
+    filler = ["data", "values", "are", "given", "as", "numeric", "columns", "of", "the",
+              "matrix", "and", "each", "row", "holds", "one", "case"]
+    return " ".join([tag] + [filler[k % len(filler)] for k in range(n - 1)]) + "."
+
+
+MANUAL = [(1, "The demo package"), (2, "kmeans"), (2, "hclust")]  # the outline
+
+
+def manual_entry(path: Path, toc: bool = True) -> Path:
+    """One page shaped like an R reference manual: a chapter heading and two
+    entries (outline entries when `toc`), each with bold body-size
+    sub-headings over a few words, and one large sub-section ("Details").
+    Headings, "Description" (28 words), "Usage" (10) and "Arguments" (15)
+    come to 54 tokens before "Arguments" and 73 before "Details"."""
+    sub = lambda t: (t, 10, "hebo")  # noqa: E731
+    doc = pymupdf.open()
+    page = doc.new_page(width=PAGE_W, height=PAGE_H)
+    flow(page, [("The demo package", 18, "hebo"),
+                ("kmeans K-Means Clustering", 14, "hebo"),
+                sub("Description"), body(words("kmdescription", 28)),
+                sub("Usage"), body(words("kmusage", 10)),
+                sub("Arguments"), body(words("kmarguments", 15)),
+                sub("Details"), body(words("kmdetails", 200)),
+                sub("See Also"), body(words("kmseealso", 6)),
+                sub("Examples"), body(words("kmexamples", 8)),
+                ("hclust Hierarchical Clustering", 14, "hebo"),
+                sub("Usage"), body(words("hcusage", 10)),
+                sub("Value"), body(words("hcvalue", 8))])
+    if toc:
+        doc.set_toc([[level, title, 1] for level, title in MANUAL])
+    doc.save(path)
+    return path
+
+
 TABLE = [["Fruit", "Colour", "Price"],
          ["Apple", "Red", "1.20"],
          ["Banana", "Yellow", "0.50"],

@@ -20,14 +20,24 @@ def without_toc(tmp_path_factory):
     return parse_pdf(fx.headings(tmp_path_factory.mktemp("h") / "fonts.pdf", toc=False))
 
 
+@pytest.fixture(scope="module")
+def manual(tmp_path_factory):
+    return parse_pdf(fx.manual_entry(tmp_path_factory.mktemp("m") / "toc.pdf"))
+
+
+@pytest.fixture(scope="module")
+def manual_fonts(tmp_path_factory):
+    return parse_pdf(fx.manual_entry(tmp_path_factory.mktemp("m") / "fonts.pdf", toc=False))
+
+
 def _segment_with(doc, words: str):
     found = [s for s in doc.segments if words in s.text]
     assert found, words
     return found[0]
 
 
-def test_spans_boxes_and_sizes(with_toc, without_toc) -> None:
-    for doc in (with_toc, without_toc):
+def test_spans_boxes_and_sizes(with_toc, without_toc, manual, manual_fonts) -> None:
+    for doc in (with_toc, without_toc, manual, manual_fonts):
         fx.check_spans(doc)
         assert fx.check_sizes(doc) == []
         for seg in doc.segments:
@@ -68,10 +78,56 @@ def test_sections_from_font_sizes_without_outline(without_toc) -> None:
     assert methods.section == ["2 Methods"] and methods.text.startswith("2 Methods")
 
 
-def test_segments_never_cross_headings(with_toc) -> None:
+def test_segments_never_cross_outline_headings(with_toc, manual) -> None:
+    # every heading of this fixture is an outline entry: none is crossed
     for seg in with_toc.segments:
         heads = [h for _, h, _, _ in fx.HEADINGS if h in seg.text]
         assert len(heads) <= 1 and (not heads or seg.text.startswith(heads[0]))
+    # an outline heading opens a segment (with the headings right above it)
+    # even when the open segment is tiny ("See Also" + "Examples", 21 tokens)
+    entry = _segment_with(manual, "hclust Hierarchical Clustering")
+    assert entry.text.startswith("hclust Hierarchical Clustering\n\nUsage\n\n")
+    assert _segment_with(manual, "kmexamples").tokens < 60
+
+
+def test_segments_cross_only_minor_headings_below_min_tokens(manual, manual_fonts) -> None:
+    """A typographic sub-heading inside a segment (not right under the
+    segment's opening headings) is preceded by fewer than min_tokens."""
+    subs = ["Description", "Usage", "Arguments", "Details", "See Also", "Examples", "Value"]
+    for doc in (manual, manual_fonts):
+        inside = 0
+        for seg in doc.segments:
+            for sub in subs:
+                at = seg.text.find(f"\n\n{sub}\n\n")
+                if at > 0 and not seg.text[:at].endswith(("Clustering", "package")):
+                    assert count_tokens(seg.text[:at]) < 60, (sub, seg.text[:at])
+                    inside += 1
+        assert inside >= 3
+
+
+def test_tiny_sub_sections_merge_under_their_entry(manual, manual_fonts) -> None:
+    for doc, entry in ((manual, "kmeans"), (manual_fonts, "kmeans K-Means Clustering")):
+        # "Usage" (10 words) and "Arguments" (15) run on from the entry's
+        # short description, filed under the entry, not under "Arguments"
+        head = _segment_with(doc, "kmusage")
+        assert "kmdescription" in head.text and "kmarguments" in head.text
+        assert head.text.startswith("The demo package\n\nkmeans K-Means Clustering\n\n")
+        assert "Details" not in head.text
+        assert head.section == ["The demo package", entry]
+        # the larger section stands alone, with its own path
+        details = _segment_with(doc, "kmdetails")
+        assert details.text.startswith("Details\n\nkmdetails") and details.tokens > 150
+        assert details.section == ["The demo package", entry, "Details"]
+        # after it, "See Also" and "Examples" share a segment: the entry's path
+        tail = _segment_with(doc, "kmseealso")
+        assert tail.text.startswith("See Also\n\n") and "\n\nExamples\n\nkmexamples" in tail.text
+        assert tail.section == ["The demo package", entry]
+    # without an outline, "hclust ..." is a typographic heading shallower
+    # than "Examples": it still opens a segment
+    hclust = _segment_with(manual_fonts, "hcusage")
+    assert hclust.text.startswith("hclust Hierarchical Clustering\n\nUsage\n\n")
+    assert hclust.section == ["The demo package", "hclust Hierarchical Clustering"]
+    assert [len(doc.segments) for doc in (manual, manual_fonts)] == [4, 4]
 
 
 def test_lone_heading_at_page_end_is_a_heading_segment(with_toc) -> None:

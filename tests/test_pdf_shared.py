@@ -111,10 +111,42 @@ def test_refman_slice(docs) -> None:
             assert 0 <= box.x0 <= box.x1 <= page.width and 0 <= box.y0 <= box.y1 <= page.height
         assert seg.tokens <= 350
     # manual entries: outline title, then typographic sub-headings
-    # (the chapter entry lies before the slice, so paths here have 2 levels)
-    usage = [s for s in segments if s.text.startswith("Usage\n\n")]
+    # (the chapter entry lies before the slice, so paths here have 1-2 levels)
+    usage = [s for s in segments if "Usage\n\n" in s.text]
     assert len(usage) >= 10
-    assert all(len(s.section) == 2 and s.section[-1] == "Usage" for s in usage)
+    for seg in usage:
+        if seg.text.startswith("Usage\n\n"):  # a sub-section standing alone
+            assert len(seg.section) == 2 and seg.section[-1] == "Usage"
+        else:  # run on from a short description: filed under the entry
+            assert len(seg.section) == 1
+    assert sum(not s.text.startswith("Usage") for s in usage) >= 10
+    # a heading is never left at the end of a segment, apart from its body
+    subs = tuple(f"\n\n{h}" for h in ("Description", "Usage", "Arguments", "Details",
+                                        "Value", "See Also", "Examples"))
+    assert not any(s.text.endswith(subs) for s in segments)
+
+
+def test_refman_few_tiny_segments(docs) -> None:
+    """Short bold sub-sections ("See Also", "Value") run on into one segment.
+
+    The datasets package (pages 781-840) has many short entries: when every
+    heading started a segment, 57% of its segments (184 of 322) were under
+    60 tokens without being the last on their page; now 12% are (22 of
+    185): the tail of an entry just before the next outline heading, which
+    is never crossed, or a piece closed before a table keeps its lead-in.
+    Lone page-end pieces are left out of the count (21% with them); 20%
+    leaves room for small parser changes and still fails if sub-headings
+    split segments again.
+    """
+    results, segments = parse_pages(docs / "manual" / "refman.pdf", range(780, 840))
+    assert len(results) == 60
+    tiny = [s for s, nxt in zip(segments, segments[1:])
+            if s.tokens < 60 and nxt.page == s.page]
+    assert len(tiny) < 0.20 * len(segments), (len(tiny), len(segments))
+    for seg in segments:
+        page = results[seg.page - 781].info
+        assert page.text[seg.char_start:seg.char_end] == seg.text
+        assert seg.tokens <= 350
 
 
 def test_tables(docs) -> None:

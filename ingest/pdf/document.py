@@ -256,13 +256,29 @@ def parse_pdf(path: Path, *, password: str | None = None,
         pages=pages, title=title, warnings=warnings)
 
 
+def _shared_prefix(paths: list[list[str]]) -> list[str]:
+    shared = paths[0]
+    for path in paths[1:]:
+        n = 0
+        while n < min(len(shared), len(path)) and shared[n] == path[n]:
+            n += 1
+        shared = shared[:n]
+    return shared
+
+
 def _assign_sections(res: PageResult, tracker: SectionTracker) -> None:
+    """Section paths in page order. A segment running over several small
+    sub-sections (see `segments._Packer.runs_on`) gets the path they share:
+    "Usage" + "Arguments" of an entry is filed under the entry."""
     for event in res.page_events:
         tracker.apply(event)
-    for seg, events in zip(res.segments, res.events):
-        for event in events:
-            tracker.apply(event)
-        seg.section = tracker.path
+    for seg, parts in zip(res.segments, res.events):
+        paths = []
+        for events in parts:
+            for event in events:
+                tracker.apply(event)
+            paths.append(tracker.path)
+        seg.section = _shared_prefix(paths)
 
 
 def parse_pages(path: Path, pages: Sequence[int], *, password: str | None = None,

@@ -44,7 +44,8 @@ class PageResult:
 
     info: PageInfo
     segments: list[Segment] = field(default_factory=list)
-    events: list[list[HeadingEvent]] = field(default_factory=list)   # per segment
+    # per segment, per heading group it spans: the headings opening that part
+    events: list[list[list[HeadingEvent]]] = field(default_factory=list)
     page_events: list[HeadingEvent] = field(default_factory=list)   # before the first
     warnings: list[str] = field(default_factory=list)
     scanned: bool = False     # no text layer and not OCR'd
@@ -143,13 +144,14 @@ def parse_page(page: pymupdf.Page, ctx: PageContext,
     result.info.text = text
     starts = [r[0] for r in recs]
     config = ctx.config
-    for chunk in chunk_page(blocks, spans, text, config.min_tokens, config.max_tokens):
+    for chunk in chunk_page(blocks, spans, text, config.min_tokens, config.max_tokens,
+                            under_outline=bool(result.page_events)):
         seg_text = text[chunk.start:chunk.end]
         result.segments.append(Segment(
             kind=chunk.kind, text=seg_text, char_start=chunk.start, char_end=chunk.end,
             tokens=count_tokens(seg_text), page=page.number + 1,
             boxes=boxes_for(recs, starts, chunk.start, chunk.end)))
-        result.events.append(chunk.events)
+        result.events.append(chunk.parts)
     return result
 
 
