@@ -86,7 +86,72 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX embeddings_model ON embeddings(model)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Conversations with their answers and citations; sparse-engine KV caches."""
+    db.execute("""
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT NOT NULL DEFAULT '',
+            document_ids TEXT NOT NULL DEFAULT '[]',  -- scope, JSON list; [] = all
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            question TEXT NOT NULL,
+            search_query TEXT NOT NULL DEFAULT '',
+            answer TEXT NOT NULL DEFAULT '',
+            declined INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'done',      -- 'done', 'stopped', 'error'
+            model TEXT NOT NULL DEFAULT '',
+            metadata TEXT NOT NULL DEFAULT '{}',      -- sources, timings, tokens (JSON)
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE UNIQUE INDEX turns_conversation_ordinal ON turns(conversation_id, ordinal)")
+    db.execute("""
+        CREATE TABLE citations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+            label INTEGER NOT NULL,
+            sentence INTEGER NOT NULL,
+            document_id INTEGER REFERENCES documents(id) ON DELETE SET NULL,
+            document_name TEXT NOT NULL,
+            document_path TEXT NOT NULL,
+            segment_id INTEGER,                       -- no FK: a citation outlives re-indexing
+            page INTEGER,
+            line_start INTEGER,
+            line_end INTEGER,
+            char_start INTEGER NOT NULL,
+            char_end INTEGER NOT NULL,
+            quote TEXT NOT NULL,
+            boxes TEXT NOT NULL DEFAULT '[]',
+            score REAL NOT NULL
+        )""")
+    db.execute("CREATE INDEX citations_turn ON citations(turn_id)")
+    db.execute("""
+        CREATE TABLE kv_caches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,                      -- model identity (name + weights hash)
+            path TEXT NOT NULL,                       -- folder of memory-mapped block files
+            block_size INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            layers INTEGER NOT NULL,
+            kv_heads INTEGER NOT NULL,
+            head_dim INTEGER NOT NULL,
+            dtype TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'ready',     -- 'writing' until complete
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            UNIQUE (document_id, model)
+        )""")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
