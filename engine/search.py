@@ -41,12 +41,14 @@ class _MatrixCache:
     def __init__(self) -> None:
         self.key: tuple | None = None
         self.ids = self.doc_ids = np.zeros(0, dtype=np.int64)
+        self.row_of: dict[int, int] = {}
         self.matrix = np.zeros((0, 0), dtype=np.float32)
 
     def get(self, db: sqlite_utils.Database, model: str):
         key = (model, vectors.embeddings_version(db, model))
         if key != self.key:
             self.ids, self.doc_ids, self.matrix = vectors.load_matrix(db, model)
+            self.row_of = {int(i): row for row, i in enumerate(self.ids)}
             self.key = key
         return self.ids, self.doc_ids, self.matrix
 
@@ -83,6 +85,15 @@ class HybridSearcher:
         scores = matrix @ query_vector
         top = np.argsort(-scores)[:limit]
         return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def stored_vectors(self, segment_ids: list[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of these segments (those embedded so far), so
+        selection and citation never embed a stored text again."""
+        if not self.model_name:
+            return {}
+        _, _, matrix = self._cache.get(self.db, self.model_name)
+        rows = self._cache.row_of
+        return {i: matrix[rows[i]] for i in segment_ids if i in rows}
 
     def search(self, query: str, *, k: int | None = None,
                document_ids: list[int] | None = None) -> list[SearchHit]:

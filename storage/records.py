@@ -78,3 +78,60 @@ class SegmentRecord:
 
 # Section paths are stored as plain text so FTS indexes the heading words.
 SECTION_SEPARATOR = " > "
+
+
+@dataclass
+class CitationRecord:
+    """One cited span: where it is (page and glyph boxes, or file lines),
+    the quoted words, and how strongly it supports its answer sentence."""
+
+    label: int                       # the [n] of the source it came from
+    sentence: int                    # index of the answer sentence it supports
+    document_id: int | None
+    document_name: str
+    document_path: str
+    segment_id: int | None
+    page: int | None                 # PDFs: 1-based physical page
+    line_start: int | None           # code and text: 1-based, inclusive
+    line_end: int | None
+    char_start: int                  # in the page text (PDF) or file text
+    char_end: int
+    quote: str
+    boxes: list[list[float]]         # [x0, y0, x1, y1] in PDF points, top-left origin
+    score: float
+    id: int | None = None
+
+    def location(self) -> str:
+        """`refman.pdf, p. 12` or `decoder.py:120-134`, as the CLI prints."""
+        if self.page is not None:
+            return f"{self.document_name}, p. {self.page}"
+        if self.line_start is not None:
+            end = f"-{self.line_end}" if self.line_end and self.line_end != self.line_start else ""
+            return f"{self.document_name}:{self.line_start}{end}"
+        return self.document_name
+
+
+@dataclass
+class TurnRecord:
+    id: int
+    conversation_id: int
+    ordinal: int
+    question: str
+    search_query: str
+    answer: str
+    declined: bool
+    status: str
+    model: str
+    metadata: dict
+    created_at: str
+    citations: list[CitationRecord] = field(default_factory=list)
+
+
+@dataclass
+class ConversationRecord:
+    id: int
+    title: str
+    document_ids: list[int]
+    created_at: str
+    updated_at: str
+    turns: list[TurnRecord] = field(default_factory=list)

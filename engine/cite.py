@@ -1,0 +1,234 @@
+"""Align each answer sentence with the span of the sources that supports it.
+
+The model's own `[n]` markers are a hint, not the truth: a sentence is
+matched first against the sources it cites and, when none of them supports
+it, against every selected source. Support is a blend of lexical recall (do
+the sentence's content words, numbers above all, occur in the span?) and
+embedding similarity. A sentence with no span above the threshold is marked
+unsupported; an answer with no supported sentence is declined.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from storage import SegmentRecord
+from storage.records import CitationRecord
+
+from .lexical import is_number, terms
+from .select.base import Part, Source
+from .sentences import answer_sentences, cited_labels, line_spans, sentence_spans, strip_markers
+
+Embed = Callable[[list[str]], np.ndarray]
+# Given the cited segment and a span of its page text, better glyph boxes
+# (the app supplies one that reads pymupdf's word positions); None keeps the
+# boxes interpolated from the stored line boxes.
+BoxRefiner = Callable[[SegmentRecord, int, int], "list[list[float]] | None"]
+
+DECLINE_TEXT = "I could not find this in the documents."
+_DECLINE = re.compile(
+    r"\b(?:(?:do|does|did)(?: not|n't) (?:contain|mention|say|provide|specify|include|state|"
+    r"discuss|describe|cover|have)|(?:is|are) not (?:mentioned|provided|specified|stated|"
+    r"given|included|found|available|discussed|covered)|no (?:information|mention|details?)|"
+    r"cannot (?:find|answer|determine|be determined)|can't (?:find|answer|determine)|"
+    r"could not find|couldn't find|unable to (?:find|answer|determine)|not (?:enough|sufficient) "
+    r"information|i don't know|i do not know)\b", re.I)
+
+
+@dataclass
+class CiteConfig:
+    threshold: float = 0.42         # support needed for a sentence to count
+    lexical_weight: float = 0.55    # the rest is embedding cosine
+    max_per_sentence: int = 2
+    min_terms: int = 2              # shorter sentences ("Yes.") need no support of their own
+
+
+@dataclass
+class SentenceSupport:
+    start: int                      # in the answer text
+    end: int
+    text: str
+    labels: list[int]               # what the model cited
+    score: float
+    supported: bool
+    citations: list[CitationRecord] = field(default_factory=list)
+
+
+@dataclass
+class CitedAnswer:
+    text: str                       # the answer as shown (the decline text if declined)
+    raw_text: str                   # what the model wrote
+    sentences: list[SentenceSupport]
+    citations: list[CitationRecord]
+    declined: bool
+    reason: str = ""                # why it was declined
+
+
+@dataclass
+class _Span:
+    source: Source
+    start: int                      # in source.text
+    end: int
+    text: str
+    terms: frozenset[str]
+
+
+def looks_declined(text: str) -> bool:
+    """The model said the sources do not hold the answer."""
+    return bool(_DECLINE.search(text))
+
+
+def _source_spans(source: Source) -> list[_Span]:
+    """Sentences of prose, rows of tables, 1- and 3-line windows of code."""
+    spans: list[_Span] = []
+    offset = 0
+    for part in source.parts:
+        text = part.text
+        kind = part.segment.kind
+        if kind.startswith("code"):
+            ranges = line_spans(text, 1) + line_spans(text, 3)
+        elif kind == "table":
+            ranges = line_spans(text, 1)
+        else:
+            ranges = sentence_spans(text)
+        for a, b in ranges:
+            span_text = text[a:b]
+            spans.append(_Span(source, offset + a, offset + b, span_text,
+                               frozenset(terms(span_text))))
+        offset += len(text) + len(" … ")
+    return spans
+
+
+def _lexical(sentence_terms: list[str], span_terms: frozenset[str]) -> float:
+    """Weighted recall of the sentence's terms in the span; numbers count
+    double because a wrong number is the costliest unsupported claim."""
+    if not sentence_terms:
+        return 0.0
+    weights = [2.0 if is_number(t) else 1.0 for t in sentence_terms]
+    hit = sum(w for t, w in zip(sentence_terms, weights) if t in span_terms)
+    return hit / sum(weights)
+
+
+def _line_of(segment: SegmentRecord, offset: int) -> int | None:
+    if segment.line_start is None:
+        return None
+    return segment.line_start + segment.text.count("\n", 0, offset)
+
+
+def interpolated_boxes(segment: SegmentRecord, start: int, end: int) -> list[list[float]]:
+    """Boxes of page-text span [start, end) from the stored line boxes: whole
+    lines inside it, and the covered fraction of lines it cuts."""
+    boxes = []
+    for box in segment.boxes:
+        lo, hi = max(start, box.start), min(end, box.end)
+        if lo >= hi:
+            continue
+        length = max(1, box.end - box.start)
+        width = box.x1 - box.x0
+        x0 = box.x0 + width * (lo - box.start) / length
+        x1 = box.x0 + width * (hi - box.start) / length
+        boxes.append([round(x0, 2), round(box.y0, 2), round(x1, 2), round(box.y1, 2)])
+    return boxes
+
+
+def citation_for(source: Source, start: int, end: int, sentence: int, score: float,
+                 refine: BoxRefiner | None = None) -> CitationRecord | None:
+    """A citation record for span [start, end) of a source's text (the first
+    segment it touches: a sentence rarely crosses segments)."""
+    located = source.locate(start, end)
+    if not located:
+        return None
+    part, seg_start, seg_end = located[0]
+    segment = part.segment
+    char_start, char_end = segment.char_start + seg_start, segment.char_start + seg_end
+    boxes: list[list[float]] = []
+    if segment.page is not None:
+        boxes = (refine(segment, char_start, char_end) if refine else None) \
+            or interpolated_boxes(segment, char_start, char_end)
+    return CitationRecord(
+        label=source.label, sentence=sentence, document_id=segment.document_id,
+        document_name=segment.document_name, document_path=segment.document_path,
+        segment_id=segment.id, page=segment.page,
+        line_start=_line_of(segment, seg_start),
+        line_end=_line_of(segment, max(seg_start, seg_end - 1)),
+        char_start=char_start, char_end=char_end,
+        quote=segment.text[seg_start:seg_end], boxes=boxes, score=round(score, 4))
+
+
+class Citer:
+    """Finds the supporting span of every answer sentence."""
+
+    def __init__(self, config: CiteConfig | None = None, embed: Embed | None = None,
+                 refine: BoxRefiner | None = None):
+        self.config = config or CiteConfig()
+        self.embed = embed
+        self.refine = refine
+
+    def _scores(self, claims: list[str], spans: list[_Span]) -> np.ndarray:
+        """[claims x spans] support scores."""
+        lexical = np.array([[_lexical(terms(c), s.terms) for s in spans] for c in claims])
+        if self.embed is None or not spans:
+            return lexical
+        vectors = self.embed(claims + [s.text for s in spans])
+        cosine = np.clip(vectors[:len(claims)] @ vectors[len(claims):].T, 0.0, 1.0)
+        w = self.config.lexical_weight
+        return w * lexical + (1 - w) * cosine
+
+    def cite(self, answer: str, sources: list[Source]) -> CitedAnswer:
+        config = self.config
+        ranges = answer_sentences(answer)
+        sentences = [SentenceSupport(a, b, answer[a:b], cited_labels(answer[a:b]), 0.0, False)
+                     for a, b in ranges]
+        if looks_declined(answer) or not sources:
+            reason = "the model said the sources do not contain the answer" \
+                if sources else "no source was selected"
+            return CitedAnswer(answer if sources else DECLINE_TEXT, answer, sentences, [],
+                               True, reason)
+        spans = [span for source in sources for span in _source_spans(source)]
+        claims = [strip_markers(s.text) for s in sentences]
+        scores = self._scores(claims, spans) if spans and claims else np.zeros((len(claims), 0))
+        by_label = {source.label: source for source in sources}
+        citations: list[CitationRecord] = []
+        for index, (sentence, claim) in enumerate(zip(sentences, claims)):
+            if len(terms(claim)) < config.min_terms or not spans:
+                sentence.supported = bool(spans)   # too short to carry a claim of its own
+                continue
+            row = scores[index]
+            cited = [i for i, s in enumerate(spans) if s.source.label in sentence.labels
+                     and s.source.label in by_label]
+            chosen = self._best(row, cited, spans) or self._best(row, range(len(spans)), spans)
+            sentence.score = float(row[chosen[0]]) if chosen else 0.0
+            sentence.supported = sentence.score >= config.threshold
+            if not sentence.supported:
+                continue
+            for i in chosen:
+                span = spans[i]
+                record = citation_for(span.source, span.start, span.end, index, float(row[i]),
+                                      self.refine)
+                if record:
+                    sentence.citations.append(record)
+                    citations.append(record)
+        if not any(s.supported and s.citations for s in sentences):
+            return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True,
+                               "no sentence of the answer is supported by the sources")
+        return CitedAnswer(answer, answer, sentences, citations, False)
+
+    def _best(self, row: np.ndarray, indices, spans: list[_Span]) -> list[int]:
+        """The best span above the threshold, plus a near-equal one from
+        another source (a claim both sources make)."""
+        ranked = sorted(indices, key=lambda i: -row[i])
+        chosen: list[int] = []
+        labels: set[int] = set()
+        for i in ranked:
+            if row[i] < self.config.threshold or len(chosen) >= self.config.max_per_sentence:
+                break
+            if spans[i].source.label in labels:
+                continue
+            if chosen and row[i] < row[chosen[0]] - 0.05:
+                break
+            chosen.append(i)
+            labels.add(spans[i].source.label)
+        return chosen

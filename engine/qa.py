@@ -1,0 +1,276 @@
+"""A question in, a grounded answer out: search, select, generate, cite, store.
+
+`Answerer.ask` is a generator of events so the CLI and the UI can both
+stream: `Stage` while it works, `Token` pieces while the model writes, and
+one `Done` with the cited, stored result. Nothing here parses files or
+writes SQL: search and storage do that.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from storage import SegmentRecord
+from storage import conversations as chats
+from storage import segments as segment_store
+from storage.records import CitationRecord
+
+from .cite import CitedAnswer, Citer, CiteConfig
+from .lexical import terms
+from .search import HybridSearcher
+from .select.base import Selection, SelectionContext, Source
+
+SYSTEM_PROMPT = (
+    "You are Folio, an assistant that answers questions about the user's documents. "
+    "Answer only from the numbered sources. After each sentence, cite the sources that "
+    "support it like [1] or [2]. Quote names, numbers and code identifiers exactly as the "
+    "sources write them. If the sources do not contain the answer, reply exactly: "
+    "\"The documents do not contain this.\" Be brief: one to three sentences.")
+
+_FOLLOW_UP = frozenset("it its it's this that these those they them their there he she his "
+                       "her same above previous former latter one ones".split())
+
+
+@dataclass
+class QAConfig:
+    candidates: int = 40            # hits taken from hybrid search before selection
+    answer_tokens: int = 256        # reserved for the answer
+    target_ttft_s: float = 8.0      # the context budget follows the machine's prefill speed
+    context_tokens: int | None = None   # fixed budget for sources; None = adapt
+    min_context_tokens: int = 256
+    history_turns: int = 2          # earlier turns used to complete a follow-up question
+
+
+@dataclass
+class Stage:
+    name: str                       # "searching", "selecting", "reading", "writing", "citing"
+    detail: str = ""
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class SourceUsage:
+    """One numbered source as the model saw it, for the sources list."""
+
+    label: int
+    document_id: int
+    document_name: str
+    segment_ids: list[int]
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+    tokens: int
+    score: float
+    text: str
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    search_query: str
+    text: str
+    raw_text: str
+    declined: bool
+    reason: str
+    citations: list[CitationRecord]
+    sentences: list[dict]
+    sources: list[SourceUsage]
+    budget: int
+    context_tokens: int
+    steps: list[str]
+    ttft_s: float
+    total_s: float
+    prompt_tokens: int
+    answer_tokens: int
+    model: str
+    status: str = "done"            # "stopped" when the user stopped it
+    conversation_id: int | None = None
+    turn_id: int | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Done:
+    result: AnswerResult
+
+
+Event = Stage | Token | Done
+
+
+def search_query_for(question: str, history: list[str]) -> str:
+    """A standalone search query: a follow-up that leans on earlier turns
+    ("and its default?") borrows the terms of the previous question."""
+    words = question.lower().replace("?", " ").split()
+    leans = any(w.strip(".,;:!'\"") in _FOLLOW_UP for w in words) or len(terms(question)) < 3
+    if not history or not leans:
+        return question
+    return f"{history[-1]} {question}"
+
+
+def source_usage(source: Source) -> SourceUsage:
+    first = source.parts[0].segment
+    segs = source.segments
+    lines = [s.line_start for s in segs if s.line_start] + [s.line_end for s in segs if s.line_end]
+    return SourceUsage(
+        label=source.label, document_id=first.document_id, document_name=first.document_name,
+        segment_ids=[s.id for s in segs], page=first.page,
+        line_start=min(lines) if lines else None, line_end=max(lines) if lines else None,
+        tokens=source.tokens, score=round(float(source.score), 4), text=source.text)
+
+
+class Answerer:
+    """Answers questions over the library with one backend and one pipeline."""
+
+    def __init__(self, db: sqlite_utils.Database, backend, searcher: HybridSearcher,
+                 pipeline, *, embed: Callable[[list[str]], np.ndarray] | None = None,
+                 config: QAConfig | None = None, cite_config: CiteConfig | None = None,
+                 refine_boxes=None, prefill_rate: Callable[[], float] | float | None = None):
+        self.db = db
+        self.backend = backend
+        self.searcher = searcher
+        self.pipeline = pipeline
+        self.embed = embed
+        self.config = config or QAConfig()
+        self.citer = Citer(cite_config, embed=embed, refine=refine_boxes)
+        self._prefill_rate = prefill_rate
+        self._lock = threading.Lock()     # one generation at a time per backend
+
+    # -- budget ---------------------------------------------------------
+    def prefill_rate(self) -> float | None:
+        if callable(self._prefill_rate):
+            self._prefill_rate = float(self._prefill_rate())
+        return self._prefill_rate
+
+    def budget(self, question: str) -> int:
+        """Tokens for the sources: what the window leaves after the prompt,
+        question and answer reserve, capped by what prefills in the target
+        time on this machine."""
+        overhead = self.backend.prompt_tokens(self.messages("", question))
+        window = self.backend.n_ctx - overhead - self.config.answer_tokens
+        if self.config.context_tokens is not None:
+            return max(0, min(window, self.config.context_tokens))
+        rate = self.prefill_rate()
+        if rate:
+            window = min(window, int(rate * self.config.target_ttft_s) - overhead)
+        return max(min(self.config.min_context_tokens, window), window)
+
+    # -- prompt ---------------------------------------------------------
+    @staticmethod
+    def messages(sources_block: str, question: str) -> list[dict]:
+        user = (f"Sources:\n\n{sources_block}\n\nQuestion: {question}" if sources_block
+                else f"Sources: (none)\n\nQuestion: {question}")
+        return [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": user}]
+
+    # -- selection -------------------------------------------------------
+    def select(self, question: str, search_query: str, document_ids: list[int] | None,
+               budget: int) -> Selection:
+        from .select import candidates_from_hits   # the package's public entry
+
+        hits = self.searcher.search(search_query, k=self.config.candidates,
+                                    document_ids=document_ids or None)
+        question_vector = self.embed([question])[0] if self.embed else None
+        ctx = SelectionContext(
+            question=question, budget=budget, count_tokens=self.backend.count_tokens,
+            embed=self.embed, question_vector=question_vector,
+            fetch_neighbours=lambda seg, before, after: segment_store.neighbours(
+                self.db, seg.id, before, after),
+            fetch_document_segments=lambda doc_id: segment_store.document_segments(
+                self.db, doc_id))
+        vectors = self.searcher.stored_vectors([h.segment.id for h in hits])
+        ctx.vectors.update(vectors)
+        return self.pipeline.run(candidates_from_hits(hits), ctx)
+
+    # -- the whole question --------------------------------------------
+    def ask(self, question: str, *, document_ids: list[int] | None = None,
+            conversation_id: int | None = None,
+            stop_event: threading.Event | None = None) -> Iterator[Event]:
+        from .select import render_sources
+
+        started = time.perf_counter()
+        question = question.strip()
+        history = []
+        if conversation_id is not None:
+            turns = chats.get_turns(self.db, conversation_id)
+            history = [t.search_query or t.question for t in turns][-self.config.history_turns:]
+        query = search_query_for(question, history)
+        yield Stage("searching", query)
+        budget = self.budget(question)
+        selection = self.select(question, query, document_ids, budget)
+        yield Stage("selecting", f"{len(selection.sources)} sources, "
+                                 f"{selection.used_tokens} of {budget} tokens")
+        messages = self.messages(render_sources(selection), question)
+        prompt_tokens = self.backend.prompt_tokens(messages)
+        pieces: list[str] = []
+        ttft = None
+        status = "done"
+        with self._lock:
+            yield Stage("reading", f"{prompt_tokens} prompt tokens")
+            if selection.sources:
+                for piece in self.backend.stream(messages, max_tokens=self.config.answer_tokens,
+                                                 stop_event=stop_event):
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    pieces.append(piece)
+                    yield Token(piece)
+                if stop_event is not None and stop_event.is_set():
+                    status = "stopped"
+        raw = "".join(pieces).strip()
+        yield Stage("citing")
+        cited: CitedAnswer = self.citer.cite(raw, selection.sources)
+        if ttft is None:
+            ttft = time.perf_counter() - started
+        result = AnswerResult(
+            question=question, search_query=query, text=cited.text, raw_text=raw,
+            declined=cited.declined, reason=cited.reason, citations=cited.citations,
+            sentences=[{"text": s.text, "start": s.start, "end": s.end, "labels": s.labels,
+                        "score": round(s.score, 4), "supported": s.supported}
+                       for s in cited.sentences],
+            sources=[source_usage(s) for s in selection.sources], budget=budget,
+            context_tokens=selection.used_tokens, steps=selection.steps,
+            ttft_s=round(ttft, 3), total_s=round(time.perf_counter() - started, 3),
+            prompt_tokens=prompt_tokens, answer_tokens=self.backend.count_tokens(raw) if raw else 0,
+            model=getattr(self.backend, "name", "model"), status=status)
+        self._store(result, conversation_id, document_ids)
+        yield Done(result)
+
+    def _store(self, result: AnswerResult, conversation_id: int | None,
+               document_ids: list[int] | None) -> None:
+        if conversation_id is None:
+            conversation_id = chats.create_conversation(self.db, document_ids=document_ids)
+        metadata = {k: v for k, v in result.to_json().items()
+                    if k in ("sources", "budget", "context_tokens", "steps", "ttft_s",
+                             "total_s", "prompt_tokens", "answer_tokens", "sentences",
+                             "raw_text", "reason")}
+        result.conversation_id = conversation_id
+        result.turn_id = chats.add_turn(
+            self.db, conversation_id, question=result.question,
+            search_query=result.search_query, answer=result.text, declined=result.declined,
+            model=result.model, metadata=metadata, citations=result.citations,
+            status=result.status)
+
+
+def answer_once(answerer: Answerer, question: str, **kwargs) -> AnswerResult:
+    """Run `ask` to the end (tests, evaluation)."""
+    result = None
+    for event in answerer.ask(question, **kwargs):
+        if isinstance(event, Done):
+            result = event.result
+    assert result is not None
+    return result
+
+
+def segment_of(db: sqlite_utils.Database, segment_id: int) -> SegmentRecord | None:
+    found = segment_store.get_segments(db, [segment_id])
+    return found[0] if found else None

@@ -1,0 +1,135 @@
+"""Citation alignment: each answer sentence finds its supporting span."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.cite import DECLINE_TEXT, Citer, CiteConfig, interpolated_boxes, looks_declined
+from engine.select.base import Part, Source
+from engine.sentences import answer_sentences, cited_labels, sentence_spans
+from ingest.model import LineBox
+from storage import SegmentRecord
+
+PROSE = ("The reactor uses a graphite moderator. Its core holds 1,661 fuel channels. "
+         "Cooling water enters at 270 degrees Celsius.")
+CODE = ("def parse_constant(name):\n"
+        "    \"\"\"Map JSON's special names to floats.\"\"\"\n"
+        "    return {'NaN': float('nan'), 'Infinity': float('inf')}[name]\n")
+
+
+def prose_segment(seg_id: int = 1, offset: int = 100) -> SegmentRecord:
+    # Three printed lines of the page, each 40 points high apart.
+    cuts = [0, 50, 90, len(PROSE)]
+    boxes = [LineBox(50, 100 + 40 * i, 550, 112 + 40 * i, offset + a, offset + b)
+             for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+    return SegmentRecord(seg_id, 7, 3, "paragraph", PROSE, 4, offset, offset + len(PROSE),
+                         None, None, boxes, ["Design"], None, 30, "reactor.pdf", "/d/reactor.pdf")
+
+
+def code_segment(seg_id: int = 2) -> SegmentRecord:
+    return SegmentRecord(seg_id, 8, 5, "code-function", CODE, None, 500, 500 + len(CODE),
+                         40, 42, [], [], "parse_constant", 40, "decoder.py", "/c/decoder.py")
+
+
+def whole(segment: SegmentRecord, label: int) -> Source:
+    return Source(label, [Part(segment, 0, len(segment.text))])
+
+
+def test_sentence_splitter_keeps_abbreviations_numbers_and_offsets():
+    text = "Set e.g. the value to 3.14 first. Then run it! Done"
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == ["Set e.g. the value to 3.14 first.",
+                                             "Then run it!", "Done"]
+
+
+def test_answer_sentences_keep_their_markers():
+    answer = "The core holds 1,661 channels. [1] Water enters at 270 C [1, 2]."
+    parts = [answer[a:b] for a, b in answer_sentences(answer)]
+    assert parts == ["The core holds 1,661 channels. [1]", "Water enters at 270 C [1, 2]."]
+    assert cited_labels(parts[1]) == [1, 2]
+    assert cited_labels("see [2-4]") == [2, 3, 4]
+
+
+def test_supported_sentence_cites_exact_span_and_boxes():
+    segment = prose_segment()
+    answer = "The core has 1,661 fuel channels [1]."
+    cited = Citer().cite(answer, [whole(segment, 1)])
+    assert not cited.declined
+    [citation] = cited.citations
+    assert citation.quote == "Its core holds 1,661 fuel channels."
+    assert PROSE[citation.char_start - 100:citation.char_end - 100] == citation.quote
+    assert citation.page == 4 and citation.label == 1 and citation.score >= 0.42
+    # The quote starts on line 1 (at char 39) and ends on line 2.
+    assert len(citation.boxes) == 2
+    assert all(50 <= b[0] < b[2] <= 550 for b in citation.boxes)
+    assert citation.boxes[0][1] == 100 and citation.boxes[1][1] == 140
+
+
+def test_wrong_marker_is_corrected_by_searching_all_sources():
+    prose, code = prose_segment(), code_segment()
+    answer = "Cooling water enters at 270 degrees Celsius [2]."
+    cited = Citer().cite(answer, [whole(prose, 1), whole(code, 2)])
+    [citation] = cited.citations
+    assert citation.label == 1 and "270 degrees" in citation.quote
+
+
+def test_code_citation_has_line_range():
+    code = code_segment()
+    answer = "parse_constant maps NaN and Infinity to floats [1]."
+    [citation] = Citer().cite(answer, [whole(code, 1)]).citations
+    assert citation.page is None and citation.boxes == []
+    assert 40 <= citation.line_start <= citation.line_end <= 42
+    assert citation.location().startswith("decoder.py:")
+
+
+def test_unsupported_answer_is_declined():
+    answer = "The moon is made of green cheese according to NASA [1]."
+    cited = Citer().cite(answer, [whole(prose_segment(), 1)])
+    assert cited.declined and cited.text == DECLINE_TEXT and cited.citations == []
+    assert cited.raw_text == answer
+
+
+def test_model_decline_cites_nothing():
+    answer = "The documents do not contain this."
+    assert looks_declined(answer)
+    cited = Citer().cite(answer, [whole(prose_segment(), 1)])
+    assert cited.declined and cited.citations == []
+
+
+def test_pruned_source_maps_back_to_segment_offsets():
+    segment = prose_segment()
+    start = PROSE.index("Cooling")
+    source = Source(1, [Part(segment, 0, 38), Part(segment, start, len(PROSE))])
+    answer = "Cooling water enters at 270 degrees Celsius [1]."
+    [citation] = Citer().cite(answer, [source]).citations
+    assert citation.char_start == 100 + start
+    assert citation.quote == PROSE[start:]
+
+
+def test_embedding_similarity_supports_a_paraphrase():
+    # A fake embedder with one direction per concept: carbon and graphite
+    # are the same concept, which no word overlap can tell.
+    concepts = [("graphite", "carbon"), ("channel",), ("water", "cooling")]
+
+    def embed(texts):
+        rows = []
+        for t in texts:
+            v = np.array([float(any(w in t.lower() for w in c)) for c in concepts] + [0.0])
+            if not v.any():
+                v[-1] = 1.0
+            rows.append(v / np.linalg.norm(v))
+        return np.array(rows)
+
+    answer = "It slows neutrons with carbon [1]."
+    lexical_only = Citer(CiteConfig(threshold=0.42)).cite(answer, [whole(prose_segment(), 1)])
+    blended = Citer(CiteConfig(threshold=0.3), embed=embed).cite(answer, [whole(prose_segment(), 1)])
+    assert lexical_only.declined
+    assert not blended.declined
+    assert "graphite" in blended.citations[0].quote
+
+
+def test_interpolated_boxes_cover_only_the_span():
+    segment = prose_segment()
+    boxes = interpolated_boxes(segment, 100 + 4, 100 + 11)    # "reactor" on line 1
+    [box] = boxes
+    assert 50 < box[0] < box[2] < 550 and box[2] - box[0] < 150
