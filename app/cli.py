@@ -1,4 +1,4 @@
-"""The `folio` command: ingest, ls, rm, search, embed, serve."""
+"""The `folio` command: ingest, ls, rm, search, ask, embed, serve."""
 from __future__ import annotations
 
 import json
@@ -227,6 +227,71 @@ def _hit_json(hit) -> dict:
         "score": hit.score, "bm25_rank": hit.bm25_rank, "dense_rank": hit.dense_rank,
         "dense_score": hit.dense_score,
     }
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--doc", "docs", multiple=True, help="Limit to a document (repeatable).")
+@click.option("--model", type=click.Path(exists=True, path_type=Path),
+              help="A GGUF file to answer with (default: the bundled model).")
+@click.option("--context", "context_tokens", type=int,
+              help="Tokens of sources to give the model (default: adapt to this machine).")
+@click.option("--chat", "conversation", type=int,
+              help="Continue conversation N (see --json output: conversation_id).")
+@click.option("--json", "as_json", is_flag=True, help="The whole structured result as JSON.")
+@pass_context
+def ask(obj: Context, question: str, docs: tuple[str, ...], model: Path | None,
+        context_tokens: int | None, conversation: int | None, as_json: bool) -> None:
+    """Answer a question from the library, citing the spans it used."""
+    from engine.backends import ModelError
+    from engine.qa import Done, Token
+    from storage import conversations
+
+    if not question.strip():
+        raise click.ClickException("the question is empty")
+    if conversation is not None and conversations.get_conversation(
+            obj.db, conversation, with_turns=False) is None:
+        raise click.ClickException(f"--chat {conversation}: no such conversation")
+    doc_ids = _resolve_many(obj, docs)
+    from .assistant import build_answerer
+    try:
+        answerer = build_answerer(obj.settings, obj.db, model=model,
+                                  context_tokens=context_tokens)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = None
+    streamed = False
+    for event in answerer.ask(question, document_ids=doc_ids or None,
+                              conversation_id=conversation):
+        if isinstance(event, Token) and not as_json:
+            click.echo(event.text, nl=False)
+            streamed = True
+        elif isinstance(event, Done):
+            result = event.result
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        return
+    if streamed:
+        click.echo()
+    if result.declined:
+        if result.text != result.raw_text or not streamed:
+            click.echo(f"\n{result.text}")
+        click.echo(f"({result.reason})", err=True)
+        return
+    click.echo()
+    seen = set()
+    for citation in result.citations:
+        key = (citation.label, citation.char_start)
+        if key in seen:
+            continue
+        seen.add(key)
+        quote = " ".join(citation.quote.split())
+        if len(quote) > 160:
+            quote = quote[:157] + "..."
+        click.echo(f"[{citation.label}] {citation.location()}: \"{quote}\"")
+    unsupported = [s for s in result.sentences if not s["supported"]]
+    if unsupported:
+        click.echo(f"({len(unsupported)} sentence(s) without support in the sources)", err=True)
 
 
 @cli.command()

@@ -38,6 +38,7 @@ class Settings:
     embed_model: Path | None = None        # None: bundled all-MiniLM-L6-v2
     embed_quantize: bool = False
     embedding_dtype: str = "float32"       # or "int8": 4x smaller vectors
+    context_tokens: int | None = None      # tokens of sources per answer; None = adapt to the machine
     host: str = "127.0.0.1"
     port: int = 7860
 

@@ -232,3 +232,28 @@ class Citer:
             chosen.append(i)
             labels.add(spans[i].source.label)
         return chosen
+
+
+class MarkerCiter(Citer):
+    """What common local RAG apps do: trust the model's `[n]` markers and
+    cite each marked source whole. The QA evaluation's baseline."""
+
+    def cite(self, answer: str, sources: list[Source]) -> CitedAnswer:
+        ranges = answer_sentences(answer)
+        sentences = [SentenceSupport(a, b, answer[a:b], cited_labels(answer[a:b]), 0.0, True)
+                     for a, b in ranges]
+        declined = looks_declined(answer) or not sources or not answer.strip()
+        by_label = {source.label: source for source in sources}
+        citations: list[CitationRecord] = []
+        if not declined:
+            for index, sentence in enumerate(sentences):
+                for label in sentence.labels:
+                    source = by_label.get(label)
+                    if source is None:
+                        continue
+                    record = citation_for(source, 0, len(source.parts[0].text), index, 0.0)
+                    if record:
+                        sentence.citations.append(record)
+                        citations.append(record)
+        return CitedAnswer(answer or DECLINE_TEXT, answer, sentences, citations, declined,
+                           "the model declined" if declined else "")

@@ -71,6 +71,7 @@ class SourceUsage:
     tokens: int
     score: float
     text: str
+    pages: list[int] = field(default_factory=list)   # every page its segments lie on
 
 
 @dataclass
@@ -126,7 +127,8 @@ def source_usage(source: Source) -> SourceUsage:
         label=source.label, document_id=first.document_id, document_name=first.document_name,
         segment_ids=[s.id for s in segs], page=first.page,
         line_start=min(lines) if lines else None, line_end=max(lines) if lines else None,
-        tokens=source.tokens, score=round(float(source.score), 4), text=source.text)
+        tokens=source.tokens, score=round(float(source.score), 4), text=source.text,
+        pages=sorted({s.page for s in segs if s.page is not None}))
 
 
 class Answerer:
@@ -135,14 +137,15 @@ class Answerer:
     def __init__(self, db: sqlite_utils.Database, backend, searcher: HybridSearcher,
                  pipeline, *, embed: Callable[[list[str]], np.ndarray] | None = None,
                  config: QAConfig | None = None, cite_config: CiteConfig | None = None,
-                 refine_boxes=None, prefill_rate: Callable[[], float] | float | None = None):
+                 refine_boxes=None, prefill_rate: Callable[[], float] | float | None = None,
+                 citer: Citer | None = None):
         self.db = db
         self.backend = backend
         self.searcher = searcher
         self.pipeline = pipeline
         self.embed = embed
         self.config = config or QAConfig()
-        self.citer = Citer(cite_config, embed=embed, refine=refine_boxes)
+        self.citer = citer or Citer(cite_config, embed=embed, refine=refine_boxes)
         self._prefill_rate = prefill_rate
         self._lock = threading.Lock()     # one generation at a time per backend
 
@@ -241,7 +244,7 @@ class Answerer:
             context_tokens=selection.used_tokens, steps=selection.steps,
             ttft_s=round(ttft, 3), total_s=round(time.perf_counter() - started, 3),
             prompt_tokens=prompt_tokens, answer_tokens=self.backend.count_tokens(raw) if raw else 0,
-            model=getattr(self.backend, "name", "model"), status=status)
+            model=self.backend.info.name, status=status)
         self._store(result, conversation_id, document_ids)
         yield Done(result)
 

@@ -1,0 +1,66 @@
+"""Wire the answering pipeline from settings: backend, search, selection,
+citation boxes. Construction only; the logic lives in `engine`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import sqlite_utils
+
+from engine.embedder import Embedder
+from engine.qa import Answerer, QAConfig
+from engine.search import HybridSearcher
+from storage import embeddings
+
+from .settings import Settings
+
+
+def _cached_prefill_rate(settings: Settings, backend) -> float | None:
+    """Prefill tokens/s of this model on this machine, measured once and
+    kept in the data dir, so every `folio ask` need not time it again."""
+    from engine.backends import measure_prefill_rate
+
+    path = settings.home / "machine.json"
+    key = f"{backend.info.name}:{backend.info.file_size}:{os.cpu_count()}"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key not in cached:
+        cached[key] = measure_prefill_rate(backend)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cached, indent=1))
+    return cached[key]
+
+
+def load_answer_backend(settings: Settings, model: Path | None = None):
+    from engine.backends import load_backend
+
+    return load_backend(model or settings.model, settings.models_dir)
+
+
+def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, *,
+                   model: Path | None = None, pipeline=None,
+                   context_tokens: int | None = None) -> Answerer:
+    from engine.select import default_pipeline
+    from ingest.pdf.words import WordBoxes
+
+    backend = backend or load_answer_backend(settings, model)
+    config = settings.embedder_config()
+    embedder: Embedder | None = None
+
+    def get_embedder() -> Embedder:
+        nonlocal embedder
+        if embedder is None:
+            embedder = Embedder(config)
+        return embedder
+
+    has_vectors = embeddings.count_embeddings(db, config.model_name) > 0
+    searcher = HybridSearcher(db, config.model_name, get_embedder if has_vectors else None)
+    qa_config = QAConfig(context_tokens=context_tokens if context_tokens is not None
+                         else settings.context_tokens)
+    return Answerer(db, backend, searcher, pipeline or default_pipeline(),
+                    embed=lambda texts: get_embedder().embed(texts), config=qa_config,
+                    refine_boxes=WordBoxes(),
+                    prefill_rate=lambda: _cached_prefill_rate(settings, backend))

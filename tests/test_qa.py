@@ -1,0 +1,155 @@
+"""The answering pipeline end to end, with a deterministic answer model:
+search -> selection -> prompt -> stream -> citations -> stored turn."""
+from __future__ import annotations
+
+import threading
+
+import pymupdf
+import pytest
+
+from engine.indexer import ingest_paths
+from engine.qa import Answerer, Done, QAConfig, Stage, Token, answer_once, search_query_for
+from engine.search import HybridSearcher
+from engine.select import default_pipeline
+from ingest import IngestConfig
+from ingest.pdf.words import WordBoxes
+from storage import conversations, open_db
+
+from qa_support import ExtractiveBackend
+
+FACTS = [
+    "Glaciers in the northern valley advance roughly forty metres every winter.",
+    "The observatory on the ridge records wind speed with three cup anemometers.",
+    "Meltwater from the eastern glacier feeds the Lindqvist reservoir in early summer.",
+]
+
+
+def fact_pdf(path):
+    doc = pymupdf.open()
+    filler = ("Field notes describe the survey routes, the weather on each day and the "
+              "equipment that the team carried up the slopes. ") * 6
+    for number, fact in enumerate(FACTS, 1):
+        page = doc.new_page()
+        page.insert_textbox(pymupdf.Rect(56, 56, 556, 160), f"Chapter {number}",
+                            fontsize=16, fontname="hebo")
+        page.insert_textbox(pymupdf.Rect(56, 100, 556, 700), f"{filler}\n\n{fact}\n\n{filler}",
+                            fontsize=11, fontname="helv")
+    doc.save(path)
+    return path
+
+
+CODE = '''"""Small helpers for reservoirs."""
+import math
+
+
+class Reservoir:
+    """A water reservoir."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+
+    def overflow_volume(self, inflow):
+        """Water that spills over the dam once the reservoir is full."""
+        return max(0.0, inflow - self.capacity)
+
+
+def evaporation_loss(area, days):
+    """Evaporation loss grows with surface area and the number of days."""
+    return area * days * 0.004
+'''
+
+
+@pytest.fixture
+def library(tmp_path):
+    db = open_db(tmp_path / "f.db")
+    pdf = fact_pdf(tmp_path / "notes.pdf")
+    code = tmp_path / "reservoir.py"
+    code.write_text(CODE)
+    report = ingest_paths(db, [pdf, code], config=IngestConfig())
+    assert all(o.status == "added" for o in report.outcomes)
+    return db, pdf
+
+
+def answerer(db, backend, **config):
+    return Answerer(db, backend, HybridSearcher(db), default_pipeline(),
+                    config=QAConfig(**config), refine_boxes=WordBoxes())
+
+
+def test_known_fact_is_answered_and_cited_on_its_page(library):
+    db, pdf = library
+    backend = ExtractiveBackend()
+    events = list(answerer(db, backend, context_tokens=400).ask(
+        "Which reservoir does meltwater from the eastern glacier feed?"))
+    assert isinstance(events[0], Stage)
+    assert any(isinstance(e, Token) for e in events)
+    result = events[-1].result
+    assert not result.declined and "Lindqvist" in result.text
+    citation = result.citations[0]
+    assert citation.page == 3 and "Lindqvist reservoir" in citation.quote
+    # The boxes lie where pymupdf finds the cited words on that page.
+    [hit] = pymupdf.open(pdf)[2].search_for("Lindqvist")
+    assert any(b[0] - 2 <= hit.x0 and hit.x1 <= b[2] + 2 and b[1] - 2 <= hit.y0 <= b[3]
+               for b in citation.boxes)
+    # Stored with its citations.
+    [turn] = conversations.get_turns(db, result.conversation_id)
+    assert turn.answer == result.text and turn.citations[0].quote == citation.quote
+
+
+def test_code_question_cites_the_function_lines(library):
+    db, _ = library
+    result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400),
+                         "How is the water that spills over the dam computed?")
+    citation = result.citations[0]
+    lines = CODE.splitlines()
+    assert citation.page is None
+    assert "overflow_volume" in "\n".join(lines[citation.line_start - 3:citation.line_end])
+    assert 11 <= citation.line_start <= citation.line_end <= 13
+
+
+def test_unanswerable_question_is_declined_and_cites_nothing(library):
+    db, _ = library
+    result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400),
+                         "What is the boiling point of liquid nitrogen at sea level?")
+    assert result.declined and result.citations == []
+
+
+@pytest.mark.parametrize("budget", [0, 5, 40, 90, 200, 400, 1000])
+def test_budget_is_never_exceeded(library, budget):
+    db, _ = library
+    backend = ExtractiveBackend(n_ctx=4096)
+    qa = answerer(db, backend, context_tokens=budget)
+    result = answer_once(qa, "Where does meltwater from the glacier go in summer?")
+    assert result.context_tokens <= budget
+    assert sum(s.tokens for s in result.sources) <= budget
+    assert result.prompt_tokens <= backend.n_ctx
+
+
+def test_budget_follows_the_window_and_the_machine(library):
+    db, _ = library
+    backend = ExtractiveBackend(n_ctx=2048)
+    window_only = answerer(db, backend)
+    assert window_only.budget("q") == 2048 - backend.prompt_tokens(
+        window_only.messages("", "q")) - QAConfig().answer_tokens
+    slow = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=50.0)
+    assert slow.budget("q") == int(50.0 * 8.0) - backend.prompt_tokens(slow.messages("", "q"))
+
+
+def test_follow_up_uses_the_previous_question(library):
+    db, _ = library
+    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
+    first = answer_once(qa, "What does the observatory on the ridge record?")
+    second = answer_once(qa, "And with what does it record it?",
+                         conversation_id=first.conversation_id)
+    assert "observatory" in second.search_query
+    assert len(conversations.get_turns(db, first.conversation_id)) == 2
+    assert search_query_for("What is a reservoir's capacity?", ["old"]) == \
+        "What is a reservoir's capacity?"
+
+
+def test_stop_event_stops_generation(library):
+    db, _ = library
+    stop = threading.Event()
+    stop.set()
+    result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400),
+                         "Which reservoir does the eastern glacier feed?", stop_event=stop)
+    assert result.status == "stopped"
