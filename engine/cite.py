@@ -18,9 +18,10 @@ import numpy as np
 from storage import SegmentRecord
 from storage.records import CitationRecord
 
-from .lexical import is_number, terms
+from .text import is_number, terms
 from .select.base import Part, Source
-from .sentences import answer_sentences, cited_labels, line_spans, sentence_spans, strip_markers
+from .sentences import answer_sentences, cited_labels, line_spans, strip_markers
+from .text import sentence_spans
 
 Embed = Callable[[list[str]], np.ndarray]
 # Given the cited segment and a span of its page text, better glyph boxes

@@ -21,7 +21,7 @@ from storage import segments as segment_store
 from storage.records import CitationRecord
 
 from .cite import CitedAnswer, Citer, CiteConfig
-from .lexical import terms
+from .text import terms
 from .search import HybridSearcher
 from .select.base import Selection, SelectionContext, Source
 
@@ -191,8 +191,7 @@ class Answerer:
                 self.db, seg.id, before, after),
             fetch_document_segments=lambda doc_id: segment_store.document_segments(
                 self.db, doc_id))
-        vectors = self.searcher.stored_vectors([h.segment.id for h in hits])
-        ctx.vectors.update(vectors)
+        ctx.fetch_vectors = self.searcher.stored_vectors
         return self.pipeline.run(candidates_from_hits(hits), ctx)
 
     # -- the whole question --------------------------------------------

@@ -1,4 +1,4 @@
-"""Sentence spans as character offsets, for prose, answers, tables and code.
+"""Answer sentences with their [n] markers, and line spans of tables and code.
 
 Citations point at exact characters, so every splitter here returns
 (start, end) ranges into the original text rather than new strings.
@@ -7,41 +7,9 @@ from __future__ import annotations
 
 import re
 
-_ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs cf fig figs eq eqs no nos p pp vol sec ch al approx dr mr "
-    "mrs ms prof st jr sr inc ltd co corp resp".split())
-# An end of sentence: . ! ? (optionally closed by quotes/brackets), then space.
-_END = re.compile(r"[.!?]+[\"')\]]*(?=\s+|$)")
+from .text import sentence_spans
+
 _MARKERS = re.compile(r"\s*(?:\[\d+(?:\s*[,;-]\s*\d+)*\])+")
-
-
-def _is_false_end(text: str, dot: int) -> bool:
-    """A dot inside an abbreviation, an initial or a number is no sentence end."""
-    if text[dot] != ".":
-        return False
-    before = re.search(r"([A-Za-z][A-Za-z.]*)$", text[:dot])
-    if before:
-        word = before.group(1).lower().rstrip(".")
-        if word in _ABBREVIATIONS or len(word) == 1:
-            return True
-    after = text[dot + 1:dot + 3].lstrip()
-    return bool(after) and after[0].islower()
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences of prose; list items and blank-line paragraphs end one too."""
-    spans: list[tuple[int, int]] = []
-    for block in re.finditer(r"[^\n]+(?:\n(?![ \t]*(?:[-*•]|\d+[.)])\s)[^\n]+)*", text):
-        start = block.start()
-        for end_match in _END.finditer(block.group()):
-            end = block.start() + end_match.end()
-            if _is_false_end(text, block.start() + end_match.start()):
-                continue
-            spans.append((start, end))
-            start = end
-        if start < block.end():
-            spans.append((start, block.end()))
-    return [_strip(text, a, b) for a, b in spans if text[a:b].strip()]
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:

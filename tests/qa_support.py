@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from engine.backends.base import Backend, GenerationStats, ModelInfo
-from engine.lexical import terms
+from engine.text import terms
 
 
 class ExtractiveBackend(Backend):

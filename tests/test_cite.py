@@ -6,7 +6,8 @@ import pytest
 
 from engine.cite import DECLINE_TEXT, Citer, CiteConfig, interpolated_boxes, looks_declined
 from engine.select.base import Part, Source
-from engine.sentences import answer_sentences, cited_labels, sentence_spans
+from engine.sentences import answer_sentences, cited_labels
+from engine.text import sentence_spans
 from ingest.model import LineBox
 from storage import SegmentRecord
 

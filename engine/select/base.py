@@ -38,6 +38,9 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)   # per step, for reports
     kept: list[tuple[int, int]] | None = None           # char ranges kept; None = all
     role: str = "hit"       # "hit", or why it was added: "neighbour", "class", "imports"
+    # Added to the contract for the pipeline in this package:
+    parent: int | None = None   # segment id of the hit an added candidate serves
+    sentences: list[tuple[int, int, float]] | None = None   # (start, end, relevance)
 
     @property
     def kept_ranges(self) -> list[tuple[int, int]]:
@@ -106,6 +109,12 @@ class SelectionContext:
     question_vector: np.ndarray | None = None
     fetch_neighbours: Callable[[SegmentRecord, int, int], list[SegmentRecord]] | None = None
     fetch_document_segments: Callable[[int], list[SegmentRecord]] | None = None
+    # Added: segment vectors by segment id, filled lazily (or up front from
+    # stored embeddings) so steps never embed one text twice.
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    # Added: stored segment vectors by id (see vectors.matrix_fetcher); far
+    # cheaper than embedding thirty segments again for every question.
+    fetch_vectors: Callable[[list[int]], dict[int, np.ndarray]] | None = None
 
 
 class SelectionStep(Protocol):

@@ -1,0 +1,16 @@
+"""Query-aware context selection: candidates from search in, numbered
+sources that fit the model's window out (see base.py for the contract)."""
+from .base import GAP, Candidate, Part, Selection, SelectionContext, SelectionStep, Source
+from .code import CodeExpand
+from .diversify import Diversify
+from .neighbours import NeighbourExpand
+from .pack import Pack, render_sources, source_block, source_header
+from .pipeline import (Pipeline, TopK, baseline_pipeline, candidates_from_hits,
+                       default_pipeline)
+from .prune import PruneSentences
+from .rerank import Rerank
+
+__all__ = ["GAP", "Candidate", "CodeExpand", "Diversify", "NeighbourExpand", "Pack", "Part",
+           "Pipeline", "PruneSentences", "Rerank", "Selection", "SelectionContext",
+           "SelectionStep", "Source", "TopK", "baseline_pipeline", "candidates_from_hits",
+           "default_pipeline", "render_sources", "source_block", "source_header"]

@@ -1,0 +1,136 @@
+"""CodeExpand: a method alone does not say what `self` is or where its
+names come from; its class signature and the module's imports do, for a
+few lines each. Functions stay whole units (sentence pruning skips code)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from storage import SegmentRecord
+
+from .base import Candidate, SelectionContext
+from ..text import join_sentences
+
+# The names ingest.code.units gives (kept here: importing ingest.code loads parsers).
+MODULE_HEADER = "<module>"     # the first top-level window: docstring, imports
+LOCALS = "<locals>"
+_PART = re.compile(r" \(part \d+/\d+\)$")
+_IMPORT = re.compile(r"^\s*(?:import\s|from\s+\S+\s+import\b|#\s*include\b|using\s|use\s|"
+                     r"require\b|package\s|extern\s+crate\b|(?:const|let|var)\s+\w+\s*=\s*require\()")
+_MEMBER = re.compile(r"^\s+(?:@|(?:async\s+)?def\s)")
+
+
+def base_name(name: str | None) -> str:
+    """A code name without its " (part i/n)" suffix."""
+    return _PART.sub("", name or "")
+
+
+def class_of(segment: SegmentRecord) -> str | None:
+    """The qualified class name a method belongs to, or None."""
+    name = base_name(segment.name)
+    if segment.kind != "code-function" or "." not in name:
+        return None
+    owner = name.rsplit(".", 1)[0]
+    return None if owner.endswith(LOCALS) else owner
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every line, newline excluded."""
+    out, pos = [], 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        out.append((pos, pos + len(body)))
+        pos += len(line)
+    return out
+
+
+def _with_newline(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges that end mid-text take their line break, so the gap marker
+    between parts of code starts a line of its own."""
+    return [(a, b + 1) if b < len(text) and text[b] == "\n" else (a, b) for a, b in ranges]
+
+
+def import_ranges(text: str) -> list[tuple[int, int]]:
+    """The import statements of a module header (with continuation lines
+    of a bracketed import), as joined ranges."""
+    keep, depth = [], 0
+    for a, b in _lines(text):
+        line = text[a:b]
+        if depth > 0 or _IMPORT.match(line):
+            keep.append((a, b))
+            depth = max(0, depth + line.count("(") + line.count("{") - line.count(")") - line.count("}"))
+            if line.rstrip().endswith("\\"):
+                depth = max(depth, 1) if depth else 0
+    return _with_newline(text, join_sentences(text, keep))
+
+
+def signature_ranges(text: str, count_tokens, max_tokens: int) -> list[tuple[int, int]]:
+    """The first lines of a class header: always the line(s) through the
+    class line, then more while they fit `max_tokens`, stopping at a member."""
+    lines = [(a, b) for a, b in _lines(text) if text[a:b].strip()]
+    if not lines:
+        return []
+    keep: list[tuple[int, int]] = []
+    seen_class = False
+    for a, b in lines:
+        line = text[a:b]
+        if seen_class and (_MEMBER.match(line) or
+                           count_tokens(text[lines[0][0]:b]) > max_tokens):
+            break
+        keep.append((a, b))
+        if re.search(r"\b(?:class|struct|interface|trait|impl|enum|type)\b", line) or len(keep) > 3:
+            seen_class = True
+    return _with_newline(text, [(keep[0][0], keep[-1][1])])
+
+
+@dataclass
+class CodeExpand:
+    name: str = "code"
+    class_tokens: int = 80          # budget for a class signature with its docstring start
+    imports: bool = True            # any code hit brings its module's imports
+
+    def __call__(self, candidates: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
+        if ctx.fetch_document_segments is None:
+            return candidates
+        present = {c.segment.id for c in candidates}
+        documents: dict[int, list[SegmentRecord]] = {}
+        out: list[Candidate] = []
+        for cand in candidates:
+            out.append(cand)
+            seg = cand.segment
+            if cand.role != "hit" or not seg.kind.startswith("code-"):
+                continue
+            if seg.document_id not in documents:
+                documents[seg.document_id] = ctx.fetch_document_segments(seg.document_id)
+            doc = documents[seg.document_id]
+            for extra in self._extras(cand, doc, ctx):
+                if extra.segment.id not in present:
+                    present.add(extra.segment.id)
+                    out.append(extra)
+        return out
+
+    def _extras(self, cand: Candidate, doc: list[SegmentRecord],
+                ctx: SelectionContext) -> list[Candidate]:
+        seg, extras = cand.segment, []
+        owner = class_of(seg)
+        if owner:
+            header = next((s for s in doc if s.kind == "code-class" and base_name(s.name) == owner
+                           and s.ordinal < seg.ordinal), None)
+            if header is not None:
+                ranges = signature_ranges(header.text, ctx.count_tokens, self.class_tokens)
+                if ranges:
+                    extras.append(self._added(header, cand, "class", ranges))
+        if self.imports and seg.name != MODULE_HEADER:
+            module = next((s for s in doc if s.name == MODULE_HEADER and s.kind == "code-block"), None)
+            if module is not None and module.ordinal < seg.ordinal:
+                ranges = import_ranges(module.text)
+                if ranges:
+                    extras.append(self._added(module, cand, "imports", ranges))
+        return extras
+
+    @staticmethod
+    def _added(segment: SegmentRecord, parent: Candidate, role: str,
+               ranges: list[tuple[int, int]]) -> Candidate:
+        whole = sum(b - a for a, b in ranges) >= len(segment.text.strip())
+        return Candidate(segment, score=parent.score, kept=None if whole else ranges,
+                         role=role, parent=parent.segment.id)

@@ -1,0 +1,80 @@
+"""A pipeline: swappable steps, then Pack. Benchmarks build variants with
+`without(...)` so every step's effect is measured against the same run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..search import SearchHit
+from .base import Candidate, Selection, SelectionContext, SelectionStep
+from .code import CodeExpand
+from .diversify import Diversify
+from .neighbours import NeighbourExpand
+from .pack import Pack
+from .prune import PruneSentences
+from .rerank import Rerank
+
+
+def candidates_from_hits(hits: list[SearchHit]) -> list[Candidate]:
+    """Search hits as candidates, keeping each retriever's evidence."""
+    out = []
+    for hit in hits:
+        scores = {"retrieval": hit.score}
+        if hit.dense_score is not None:
+            scores["dense"] = hit.dense_score
+        if hit.bm25_rank is not None:
+            scores["bm25_rank"] = float(hit.bm25_rank)
+        if hit.dense_rank is not None:
+            scores["dense_rank"] = float(hit.dense_rank)
+        out.append(Candidate(hit.segment, score=hit.score, scores=scores))
+    return out
+
+
+@dataclass
+class TopK:
+    """The plain-RAG choice: the k best by one score (dense cosine by
+    default, as common local RAG apps do), nothing else."""
+
+    k: int = 5
+    key: str = "dense"
+    name: str = "top-k"
+
+    def __call__(self, candidates: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
+        def value(c: Candidate) -> float:
+            return c.scores.get(self.key, float("-inf"))
+        ranked = sorted(candidates, key=lambda c: (-value(c), -c.score))
+        return ranked[: self.k]
+
+
+@dataclass
+class Pipeline:
+    steps: list[SelectionStep] = field(default_factory=list)
+    pack: Pack = field(default_factory=Pack)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.steps] + [self.pack.name]
+
+    def without(self, *names: str) -> "Pipeline":
+        """The same pipeline with the named steps switched off."""
+        return Pipeline([s for s in self.steps if s.name not in names], self.pack)
+
+    def run(self, candidates: list[Candidate], ctx: SelectionContext) -> Selection:
+        # copies: steps annotate candidates, and a caller may run variants on one list
+        work = [replace(c, scores=dict(c.scores),
+                        kept=list(c.kept) if c.kept is not None else None)
+                for c in candidates]
+        for step in self.steps:
+            work = step(work, ctx)
+        selection = self.pack(work, ctx)
+        selection.steps = self.names
+        return selection
+
+
+def default_pipeline() -> Pipeline:
+    return Pipeline([Rerank(), Diversify(), PruneSentences(), CodeExpand(), NeighbourExpand()],
+                    Pack())
+
+
+def baseline_pipeline(k: int = 5) -> Pipeline:
+    """Top-k dense chunks, whole, in rank order, in the same budget."""
+    return Pipeline([TopK(k)], Pack(shrink=False, order="score", merge=False))

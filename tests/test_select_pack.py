@@ -1,0 +1,146 @@
+"""Packing into a token budget: never over it, labels in document order,
+sources that map back to the stored text exactly; and the pipelines."""
+from __future__ import annotations
+
+import random
+
+from engine.search import SearchHit
+from engine.select import (GAP, Candidate, Pack, Pipeline, Rerank, baseline_pipeline,
+                           candidates_from_hits, default_pipeline, render_sources,
+                           source_header)
+from ingest.tokens import count_tokens
+from test_select_support import cand, code_segments, context, seg
+from test_select_steps import SOURCE
+
+WORDS = ("kmeans algorithm default iterations maxit optimiser cluster matrix vector "
+         "table value method returns parser decoder sample random seed mean").split()
+
+
+def random_library(rng: random.Random) -> list:
+    segments = []
+    for doc in (1, 2, 3):
+        for ordinal in range(rng.randint(3, 9)):
+            sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))).capitalize()
+                         + rng.choice([".", ".", "!", ""]) for _ in range(rng.randint(1, 8))]
+            kind = rng.choice(["paragraph", "paragraph", "list", "table"])
+            segments.append(seg(" ".join(sentences), doc=doc, ordinal=ordinal, kind=kind,
+                                page=1 + ordinal // 3, section=[f"Chapter {doc}"],
+                                document_name=f"doc{doc}.pdf"))
+    return segments
+
+
+def check_selection(selection, ctx, by_document: bool = True) -> None:
+    rendered = render_sources(selection)
+    assert count_tokens(rendered) == selection.used_tokens <= ctx.budget
+    assert [s.label for s in selection.sources] == list(range(1, len(selection.sources) + 1))
+    # document order: each document's sources are contiguous and in position order
+    docs = [s.document_id for s in selection.sources]
+    assert not by_document or all(docs.index(d) == i or docs[i - 1] == d
+                                  for i, d in enumerate(docs))
+    for a, b in zip(selection.sources, selection.sources[1:]):
+        if by_document and a.document_id == b.document_id:
+            assert a.parts[-1].segment.ordinal < b.parts[0].segment.ordinal
+    for source in selection.sources:
+        assert rendered.count(source_header(source) + "\n" + source.text) == 1
+        offset = 0
+        for part in source.parts:
+            # every part maps back exactly, and so does any span inside it
+            located = source.locate(offset, offset + len(part.text))
+            assert [(p.segment.id, a, b) for p, a, b in located] == [
+                (part.segment.id, part.start, part.end)]
+            assert source.text[offset:offset + len(part.text)] == part.segment.text[part.start:part.end]
+            if len(part.text) > 4:
+                (p, a, b), = source.locate(offset + 2, offset + len(part.text) - 1)
+                assert p.segment.text[a:b] == source.text[offset + 2:offset + len(part.text) - 1]
+            offset += len(part.text) + len(GAP)
+            if part.segment.kind == "table":   # tables are whole
+                assert (part.start, part.end) == (0, len(part.segment.text))
+
+
+def test_packing_never_exceeds_random_budgets():
+    rng = random.Random(7)
+    for trial in range(60):
+        segments = random_library(rng)
+        pool = [cand(s, rng.random() / 30) for s in rng.sample(segments, min(12, len(segments)))]
+        question = " ".join(rng.sample(WORDS, 3))
+        ctx = context(question, budget=rng.choice([0, 5, 20, 60, 150, 400, 1000, rng.randint(0, 800)]),
+                      segments=segments)
+        full = trial % 2 == 1     # the baseline orders sources by rank instead
+        selection = (default_pipeline() if full else baseline_pipeline(k=6)).run(pool, ctx)
+        check_selection(selection, ctx, by_document=full)
+        placed = {s.id for src in selection.sources for s in src.segments}
+        assert not placed & set(selection.dropped)
+
+
+def test_a_budget_below_every_segment_gives_an_empty_selection():
+    pool = [cand(seg("One two three four five six seven eight nine ten. " * 3)) for _ in range(3)]
+    for budget in (0, 3, 10):
+        selection = Pack()(pool, context("one", budget=budget))
+        assert selection.sources == [] and selection.used_tokens == 0
+        assert sorted(selection.dropped) == sorted(c.segment.id for c in pool)
+        assert render_sources(selection) == ""
+
+
+def test_a_prose_hit_too_long_to_fit_comes_in_pruned():
+    filler = " ".join(f"Unrelated sentence number {i} about weather." for i in range(30))
+    long = seg(filler + " The Nelder-Mead method stops after 500 iterations. " + filler)
+    ctx = context("Nelder-Mead iterations", budget=60)
+    selection = Pack()([cand(long)], ctx)
+    assert selection.sources and "stops after 500 iterations" in selection.sources[0].text
+    assert selection.used_tokens <= 60
+    assert Pack(shrink=False)([cand(long)], ctx).sources == []
+
+
+def test_added_context_is_dropped_with_its_hit():
+    hit = seg("A long hit. " * 200)
+    extra = seg("A neighbour.")
+    pool = [cand(hit), Candidate(extra, role="neighbour", parent=hit.id)]
+    selection = Pack(shrink=False)(pool, context("hit", budget=50))
+    assert selection.sources == [] and selection.dropped == [hit.id, extra.id]
+
+
+def test_headers_name_file_page_section_and_code_lines(tmp_path):
+    pdf = seg("The algorithm of Hartigan and Wong is used by default.", page=12,
+              section=["kmeans", "Details"], document_name="refman.pdf", ordinal=3)
+    code = next(s for s in code_segments(tmp_path, SOURCE) if s.name == "JSONDecoder.decode")
+    ctx = context("kmeans decode")
+    selection = Pack()([cand(pdf, 0.9), cand(code, 0.5)], ctx)
+    headers = [source_header(s) for s in selection.sources]
+    assert headers == ["[1] refman.pdf, p. 12 — kmeans > Details",
+                       f"[2] json/decoder.py:{code.line_start}-{code.line_end} (JSONDecoder.decode)"]
+
+
+def test_adjacent_segments_merge_and_sources_follow_document_position():
+    a = seg("First paragraph of the chapter.", doc=5, ordinal=1, document_name="b.pdf")
+    b = seg("Second paragraph right after.", doc=5, ordinal=2, document_name="b.pdf")
+    c = seg("A later paragraph.", doc=5, ordinal=8, document_name="b.pdf")
+    d = seg("Another document.", doc=6, ordinal=0, document_name="c.pdf")
+    # priority order: c, d, b, a -> document 5 first (best rank), in position order
+    selection = Pack()([cand(c), cand(d), cand(b), cand(a)], context("paragraph"))
+    assert [[p.segment for p in s.parts] for s in selection.sources] == [[a, b], [c], [d]]
+    assert selection.sources[0].text == a.text + GAP + b.text
+    check_selection(selection, context("paragraph"))
+
+
+def test_pipeline_records_steps_and_leaves_the_input_untouched():
+    relevant = seg("Hartigan and Wong is the default kmeans algorithm.", section=["kmeans"])
+    other = seg("Automobiles need oil.", ordinal=5)
+    hits = [SearchHit(other, 0.033, 1, 1, 0.4), SearchHit(relevant, 0.016, None, 2, 0.3)]
+    pool = candidates_from_hits(hits)
+    assert pool[1].scores == {"retrieval": 0.016, "dense": 0.3, "dense_rank": 2.0}
+    selection = default_pipeline().run(pool, context("default kmeans algorithm", budget=22))
+    assert selection.steps == ["rerank", "diversify", "prune", "code", "neighbours", "pack"]
+    assert [s.segments for s in selection.sources] == [[relevant]]
+    assert selection.dropped == [other.id]
+    assert pool[0].score == 0.033 and "rerank" not in pool[0].scores
+    assert Pipeline([Rerank()]).without("rerank").names == ["pack"]
+
+
+def test_baseline_takes_top_k_by_dense_score_in_rank_order():
+    segs = [seg(f"Paragraph {i} text.", ordinal=i) for i in range(6)]
+    hits = [SearchHit(s, 0.01 * i, None, None, 0.1 * ((i * 7) % 6)) for i, s in enumerate(segs)]
+    selection = baseline_pipeline(k=3).run(candidates_from_hits(hits), context("text"))
+    assert selection.steps == ["top-k", "pack"]
+    dense = [0.1 * ((i * 7) % 6) for i in range(6)]
+    best = sorted(range(6), key=lambda i: -dense[i])[:3]
+    assert [s.parts[0].segment for s in selection.sources] == [segs[i] for i in best]
