@@ -19,7 +19,7 @@ from .settings import Settings
 def _cached_prefill_rate(settings: Settings, backend) -> float | None:
     """Prefill tokens/s of this model on this machine, measured once and
     kept in the data dir, so every `folio ask` need not time it again."""
-    from engine.backends import measure_prefill_rate
+    from engine.backends.llama_cpp import measure_prefill_rate
 
     path = settings.home / "machine.json"
     key = f"{backend.info.name}:{backend.info.file_size}:{os.cpu_count()}"

@@ -295,14 +295,29 @@ def ask(obj: Context, question: str, docs: tuple[str, ...], model: Path | None,
 
 
 @cli.command()
-@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--host", default=None,
+              help="Interface to bind (default 127.0.0.1); any other needs --auth.")
 @click.option("--port", default=None, type=int, help="Port (default 7860).")
+@click.option("--auth", envvar="FOLIO_AUTH", metavar="USER:PASSWORD",
+              help="Require this login (needed to bind beyond 127.0.0.1; env FOLIO_AUTH).")
+@click.option("--auth-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file of USER:PASSWORD lines, instead of --auth.")
+@click.option("--max-upload-mb", type=click.IntRange(min=1), default=None,
+              help="Largest file the browser may upload (default 200).")
 @pass_context
-def serve(obj: Context, host: str | None, port: int | None) -> None:
+def serve(obj: Context, host: str | None, port: int | None, auth: str | None,
+          auth_file: Path | None, max_upload_mb: int | None) -> None:
     """Start the local browser app."""
+    from dataclasses import replace
+
+    from .serve import parse_auth
     from .serve import serve as run_server
 
-    run_server(obj.settings, host=host or obj.settings.host, port=port or obj.settings.port)
+    settings = obj.settings
+    if max_upload_mb is not None:
+        settings = replace(settings, max_upload_mb=max_upload_mb)
+    run_server(settings, host=host or settings.host, port=port or settings.port,
+               auth=parse_auth(auth, auth_file))
 
 
 def main() -> None:

@@ -39,8 +39,11 @@ class Settings:
     embed_quantize: bool = False
     embedding_dtype: str = "float32"       # or "int8": 4x smaller vectors
     context_tokens: int | None = None      # tokens of sources per answer; None = adapt to the machine
+    backend: str = "auto"                  # "auto" or "llama.cpp" (sparse engine: later)
+    device: str = "auto"                   # "auto", "cpu" or "gpu"
     host: str = "127.0.0.1"
     port: int = 7860
+    max_upload_mb: int = 200               # largest file the browser may upload
 
     @property
     def db_path(self) -> Path:
@@ -56,6 +59,27 @@ class Settings:
     def ingest_config(self) -> IngestConfig:
         return IngestConfig()
 
+    def save(self, **changes) -> "Settings":
+        """Write `changes` into settings.toml (keeping the other keys) and
+        return the updated settings; None removes a key (back to default)."""
+        path = self.home / "settings.toml"
+        current = _read_toml(path)
+        known = {f.name for f in fields(Settings)} - {"home"}
+        for key, value in changes.items():
+            if key not in known:
+                raise SettingsError(f"unknown setting {key}")
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = str(value) if isinstance(value, Path) else value
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in sorted(current.items())),
+                        encoding="utf-8")
+        values = {f.name: getattr(self, f.name) for f in fields(Settings)}
+        values.update({k: (Path(v).expanduser() if k in ("model", "embed_model") and v else v)
+                       for k, v in changes.items()})
+        return Settings(**values)
+
     @classmethod
     def load(cls, home: Path | str | None = None) -> "Settings":
         home_path = Path(home or os.environ.get("FOLIO_HOME") or default_home()).expanduser()
@@ -69,6 +93,17 @@ class Settings:
             if values.get(key):
                 values[key] = Path(values[key]).expanduser()
         return cls(**values)
+
+
+def _toml_value(value) -> str:
+    """A TOML literal for the simple values settings hold."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))   # a JSON string is a valid TOML basic string
 
 
 def _read_toml(path: Path) -> dict:

@@ -1,0 +1,191 @@
+"""The app in a real browser: upload, live status, streamed cited answers,
+the citation inspector (PDF page with word boxes, code with cited lines),
+an encrypted PDF's password prompt and a corrupt file's error."""
+from __future__ import annotations
+
+import re
+
+import pymupdf
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FACT = "The Aurora glacier moves forty metres every winter."
+CODE = '''"""Pump control."""
+
+MAX_PRESSURE = 42
+
+
+def start_pump(rate):
+    """Start the pump at the given rate in litres per minute."""
+    if rate > MAX_PRESSURE:
+        raise ValueError("rate too high")
+    return rate * 2
+'''
+
+# Records every text the live answer shows, to prove it arrived in pieces.
+WATCH_STREAM = """() => {
+  window.__folioSeen = [];
+  const chat = document.querySelector('#folio-chat');
+  new MutationObserver(() => {
+    const live = chat.querySelector('[data-turn="live"] .folio-a');
+    const text = live ? live.innerText.trim() : '';
+    const seen = window.__folioSeen;
+    if (text && seen[seen.length - 1] !== text) seen.push(text);
+  }).observe(chat, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def _pdf(path, text, *, password=None):
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    page.insert_textbox(pymupdf.Rect(56, 56, 556, 400), text, fontsize=11)
+    if password:
+        doc.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password,
+                 owner_pw=password + "-owner")
+    else:
+        doc.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    glacier = _pdf(folder / "glacier.pdf",
+                   "The Aurora glacier is in Norway. " + FACT + " Scientists measured "
+                   "the Aurora glacier with radar in 2019. The glacier feeds the Blue river.")
+    pump = folder / "pump.py"
+    pump.write_text(CODE)
+    locked = _pdf(folder / "locked.pdf", "The vault code of the museum is kept in "
+                  "the red ledger on the second floor.", password="opensesame")
+    broken = folder / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 200)
+    return {"glacier": glacier, "pump": pump, "locked": locked, "broken": broken}
+
+
+@pytest.fixture(scope="module")
+def page(playwright_browser, server):
+    context = playwright_browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server["url"])
+    page.wait_for_selector("#folio-chat .folio-empty")
+    yield page
+    context.close()
+
+
+def _row(page, name):
+    return page.locator(f"#folio-library tr:has(td.folio-name:text-is('{name}'))")
+
+
+def _ask(page, question):
+    page.evaluate(WATCH_STREAM)
+    box = page.locator("#folio-question textarea, #folio-question input").first
+    box.fill(question)
+    box.press("Enter")   # keyboard submit
+    turns = page.locator("#folio-chat .folio-turn")
+    page.wait_for_function(
+        "q => [...document.querySelectorAll('#folio-chat .folio-turn')].some(t =>"
+        " t.dataset.turn !== 'live' && t.querySelector('.folio-q').innerText.trim() === q)",
+        arg=question, timeout=120_000)
+    return turns.last
+
+
+def test_upload_ask_and_inspect(page, files, shots):
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#folio-files input[type=file]").set_input_files(
+        [str(files[k]) for k in ("glacier", "pump", "locked", "broken")])
+    # Live status: every file gets a row; the good ones become ready.
+    page.wait_for_function("""() => ['glacier.pdf', 'pump.py'].every(n =>
+        [...document.querySelectorAll('#folio-library tr')].some(tr =>
+          tr.querySelector('td.folio-name')?.innerText === n && tr.dataset.status === 'ready'))""",
+                           timeout=150_000)
+    # The corrupt file shows its specific error; the app keeps working.
+    broken = _row(page, "broken.pdf")
+    broken.wait_for()
+    assert broken.get_attribute("data-status") == "error"
+    assert "corrupt" in broken.inner_text().lower()
+    # The encrypted PDF asks for its password.
+    page.locator("#folio-password").wait_for(state="visible")
+    assert "password required" in _row(page, "locked.pdf").inner_text()
+    assert "11 lines" in _row(page, "pump.py").inner_text()
+    page.screenshot(path=str(shots / "password-prompt.png"))
+    page.locator("#folio-password input").fill("opensesame")
+    page.locator("#folio-unlock").click()
+    page.wait_for_function("""() => [...document.querySelectorAll('#folio-library tr')].some(tr =>
+        tr.querySelector('td.folio-name')?.innerText === 'locked.pdf'
+        && ['ready', 'embedding'].includes(tr.dataset.status))""")
+    page.locator("#folio-locked").wait_for(state="hidden")
+    page.screenshot(path=str(shots / "library.png"))
+
+    # A streamed answer with a citation, then the PDF page with its word boxes.
+    page.get_by_role("tab", name="Chat").click()
+    turn = _ask(page, "How far does the Aurora glacier move every winter?")
+    seen = page.evaluate("window.__folioSeen")
+    assert len(seen) >= 2 and len(seen[-1]) > len(seen[0]), seen   # token by token
+    chip = turn.locator(".folio-chip:not(.folio-chip-weak)").first
+    chip.wait_for()
+    assert re.fullmatch(r"\[\d+\]", chip.inner_text())
+    assert "support" in turn.locator(".folio-sources").inner_text()
+    page.screenshot(path=str(shots / "chat.png"))
+    chip.click()
+    page.locator("#folio-inspector .folio-page img").wait_for()
+    boxes = page.locator("#folio-inspector .folio-hl")
+    boxes.first.wait_for()
+    image = page.locator("#folio-inspector .folio-page img").bounding_box()
+    first = boxes.first.bounding_box()
+    assert image["width"] > 300 and first["width"] > 5   # a real page, a real box on it
+    assert image["y"] <= first["y"] <= image["y"] + image["height"]
+    assert "glacier.pdf" in page.locator("#folio-inspector").inner_text()
+    page.screenshot(path=str(shots / "inspector-pdf.png"))
+    page.locator("#folio-zoom-in").click()
+    page.wait_for_function("() => document.querySelector('#folio-inspector')"
+                           ".innerText.includes('zoom 150%')")
+
+    # Scoped to the code file: the code view highlights the cited lines.
+    page.locator("#folio-scope input").click()
+    page.get_by_role("option", name=re.compile(r"pump\.py")).click()
+    page.keyboard.press("Escape")
+    turn = _ask(page, "What does start_pump raise when the rate is too high?")
+    target = turn.locator(".folio-chip:not(.folio-chip-weak)").first
+    if not target.count():           # declined: the source itself is still inspectable
+        target = turn.locator(".folio-source-link").first
+    target.click()
+    page.locator("#folio-inspector .folio-code").wait_for()
+    caption = page.locator("#folio-inspector .folio-code-caption").inner_text()
+    assert caption.startswith("pump.py")
+    start, end = map(int, re.search(r"lines? (\d+)(?:-(\d+))?", caption).groups(default="0"))
+    end = end or start
+    cited = page.locator("#folio-inspector .folio-line.folio-cited")
+    numbers = [int(n) for n in cited.evaluate_all("rows => rows.map(r => r.dataset.line)")]
+    assert numbers == list(range(start, end + 1)) and numbers
+    assert page.locator("#folio-inspector .folio-line").count() == CODE.count("\n") + 1
+    highlighted = " ".join(cited.all_inner_texts())
+    assert "start_pump" in highlighted or "raise" in highlighted or "MAX_PRESSURE" in highlighted
+    page.screenshot(path=str(shots / "inspector-code.png"))
+
+
+def test_history_persists_and_exports(page, server):
+    page.reload()
+    page.wait_for_selector("#folio-chat .folio-turn")
+    questions = page.locator("#folio-chat .folio-q").all_inner_texts()
+    assert any("Aurora glacier" in q for q in questions)
+    with page.expect_download() as download:
+        page.locator("#folio-export").click()
+    text = open(download.value.path(), encoding="utf-8").read()
+    assert "## How far does the Aurora glacier move every winter?" in text
+    assert "glacier.pdf, p. 1" in text
+
+
+def test_api_endpoints(server, files):
+    from gradio_client import Client, handle_file
+
+    client = Client(server["url"], verbose=False)
+    listed = client.predict(api_name="/list")
+    names = {d["name"]: d for d in listed}
+    assert names["glacier.pdf"]["status"] == "ready" and names["broken.pdf"]["status"] == "error"
+    outcome = client.predict(files=[handle_file(str(files["glacier"]))], password="",
+                             api_name="/ingest")
+    assert outcome[0]["state"] == "duplicate"
+    info = client.view_api(return_format="dict", print_info=False)
+    assert set(info["named_endpoints"]) == {"/ingest", "/ask", "/list"}
