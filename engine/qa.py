@@ -42,7 +42,7 @@ class QAConfig:
     answer_tokens: int = 256        # reserved for the answer
     target_ttft_s: float = 8.0      # the context budget follows the machine's prefill speed
     context_tokens: int | None = None   # fixed budget for sources; None = adapt
-    min_context_tokens: int = 256
+    min_context_tokens: int = 400   # below this an answer rarely has its evidence
     history_turns: int = 2          # earlier turns used to complete a follow-up question
 
 
@@ -155,18 +155,29 @@ class Answerer:
             self._prefill_rate = float(self._prefill_rate())
         return self._prefill_rate
 
+    def observe_prefill(self, stats) -> None:
+        """Follow the machine: each answer's measured prefill speed moves the
+        estimate, so a rate timed while the machine was busy heals itself."""
+        if stats is None or stats.prompt_tokens - stats.cached_tokens < 200:
+            return
+        observed = stats.prefill_tokens_per_s
+        current = self.prefill_rate()
+        if observed > 0:
+            self._prefill_rate = observed if not current else 0.5 * current + 0.5 * observed
+
     def budget(self, question: str) -> int:
         """Tokens for the sources: what the window leaves after the prompt,
         question and answer reserve, capped by what prefills in the target
-        time on this machine."""
+        time on this machine (never below a useful minimum)."""
         overhead = self.backend.prompt_tokens(self.messages("", question))
-        window = self.backend.n_ctx - overhead - self.config.answer_tokens
+        window = max(0, self.backend.n_ctx - overhead - self.config.answer_tokens)
         if self.config.context_tokens is not None:
-            return max(0, min(window, self.config.context_tokens))
+            return min(window, self.config.context_tokens)
         rate = self.prefill_rate()
-        if rate:
-            window = min(window, int(rate * self.config.target_ttft_s) - overhead)
-        return max(min(self.config.min_context_tokens, window), window)
+        if not rate:
+            return window
+        affordable = int(rate * self.config.target_ttft_s) - overhead
+        return min(window, max(self.config.min_context_tokens, affordable))
 
     # -- prompt ---------------------------------------------------------
     @staticmethod
@@ -228,6 +239,7 @@ class Answerer:
                     yield Token(piece)
                 if stop_event is not None and stop_event.is_set():
                     status = "stopped"
+                self.observe_prefill(getattr(self.backend, "last_stats", None))
         raw = "".join(pieces).strip()
         yield Stage("citing")
         cited: CitedAnswer = self.citer.cite(raw, selection.sources)

@@ -130,8 +130,12 @@ def test_budget_follows_the_window_and_the_machine(library):
     window_only = answerer(db, backend)
     assert window_only.budget("q") == 2048 - backend.prompt_tokens(
         window_only.messages("", "q")) - QAConfig().answer_tokens
-    slow = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=50.0)
-    assert slow.budget("q") == int(50.0 * 8.0) - backend.prompt_tokens(slow.messages("", "q"))
+    overhead = backend.prompt_tokens(window_only.messages("", "q"))
+    fast = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=150.0)
+    assert fast.budget("q") == int(150.0 * 8.0) - overhead
+    # A very slow machine still gets the minimum that can hold evidence.
+    slow = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=10.0)
+    assert slow.budget("q") == QAConfig().min_context_tokens
 
 
 def test_follow_up_uses_the_previous_question(library):
