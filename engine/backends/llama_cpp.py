@@ -1,0 +1,324 @@
+"""The llama.cpp backend (llama-cpp-python): any chat GGUF on the CPU.
+
+Why the low-level loop instead of `create_chat_completion`: Folio needs the
+exact prompt token count before generating (the context budget), prefill
+split into chunks so a stop request is honoured during a long prefill, and
+precise timings (time to first token, prefill and decode rates). The prompt
+is still rendered with the GGUF's own chat template, through the same
+`Jinja2ChatFormatter` that llama-cpp-python uses for `chat_format=None`.
+"""
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from engine.backends.base import (Backend, BackendConfig, ChatMessage,
+                                  GenerationStats, ModelInfo)
+from engine.backends.errors import (ModelError, ModelFormatError,
+                                    ModelTooLargeError, PromptTooLongError)
+from engine.backends.gguf_header import GGUFInfo, read_gguf_header
+
+# Compute buffers, tokenizer tables and the runtime beside weights and KV
+# cache; measured at 40-75 MB for the bundled models, so this is generous.
+MEMORY_OVERHEAD_BYTES = 128 * 2**20
+CLOSE_WAIT_S = 30.0
+_PREFILL_TEXT = ("Folio answers questions about documents and source code, "
+                 "citing the exact sentences and lines it used. ")
+
+
+def physical_cores() -> int:
+    """Threads to use: hyperthreads add contention, not speed, to llama.cpp."""
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+def available_memory_bytes() -> int:
+    """Memory the model may use; a function so tests can pretend it is small."""
+    return int(psutil.virtual_memory().available)
+
+
+def memory_needed_bytes(header: GGUFInfo, n_ctx: int) -> int:
+    """Weights are read fully into RAM (`use_mmap=False`), plus an f16 KV cache."""
+    return header.file_size + header.kv_cache_bytes(n_ctx) + MEMORY_OVERHEAD_BYTES
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GB"
+
+
+def choose_n_ctx(header: GGUFInfo, config: BackendConfig) -> int:
+    """The requested window, else the trained one capped at `max_ctx`."""
+    trained = header.context_length or 4096
+    if config.n_ctx is not None:
+        if config.n_ctx < 64:
+            raise ModelError(f"a context window of {config.n_ctx} tokens is too small")
+        return min(config.n_ctx, trained)
+    return min(trained, config.max_ctx)
+
+
+@dataclass
+class _Run:
+    """Bookkeeping of one stream, turned into `GenerationStats` at its end."""
+    start: float
+    prompt_tokens: int
+    cached: int = 0
+    generated: int = 0
+    prefill_end: float | None = None
+    first_token: float | None = None
+    reason: str = "stopped"
+
+    def stats(self) -> GenerationStats:
+        end = time.perf_counter()
+        return GenerationStats(
+            prompt_tokens=self.prompt_tokens, cached_tokens=self.cached,
+            generated_tokens=self.generated,
+            time_to_first_token_s=(self.first_token or end) - self.start,
+            total_s=end - self.start,
+            prefill_s=(self.prefill_end or end) - self.start,
+            stop_reason=self.reason)
+
+
+class LlamaCppBackend(Backend):
+    """A loaded GGUF model. Streams are serialised: one model, one answer at
+    a time, and a second caller waits."""
+
+    def __init__(self, llm, info: ModelInfo, config: BackendConfig):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llm = llm
+        self.info = info
+        self.config = config
+        self.last_stats = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.prefill_rate: float | None = None   # memo for measure_prefill_rate
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelFormatError(
+                f"{info.path.name} has no chat template in its GGUF metadata; "
+                "Folio needs an instruct (chat) model")
+        model = llm._model
+        eos, bos = llm.token_eos(), llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+            add_generation_prompt=True)
+
+    # -- loading ---------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, config: BackendConfig | None = None) -> "LlamaCppBackend":
+        """Check the file and the memory first, so each failure has its own
+        message, then load with `use_mmap=False` (weights fully in RAM: no
+        page-ins from disk in the middle of an answer)."""
+        config = config or BackendConfig()
+        path = Path(path)
+        header = read_gguf_header(path)          # missing / not GGUF / truncated
+        n_ctx = choose_n_ctx(header, config)
+        needed, available = memory_needed_bytes(header, n_ctx), available_memory_bytes()
+        if needed > available:
+            raise ModelTooLargeError(
+                f"{path.name} needs about {_gib(needed)} of memory with a "
+                f"{n_ctx}-token window, but only {_gib(available)} is available: "
+                "close other programs, choose a smaller context, or use a smaller model")
+        from llama_cpp import Llama
+
+        threads = config.n_threads or physical_cores()
+        try:
+            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=config.n_batch,
+                        n_threads=threads, n_threads_batch=threads,
+                        use_mmap=False, seed=config.seed, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFormatError(
+                f"llama.cpp could not load {path.name} ({header.architecture or 'unknown'} "
+                f"architecture): the file may be corrupt, or made for a newer "
+                f"llama.cpp ({exc})") from None
+        # Llama() resets this to ERROR; llama.cpp's own chatter (KV slot
+        # warnings and the like) is for developers, our errors are for people.
+        logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
+        info = ModelInfo(path=path, name=header.name, backend="llama.cpp",
+                         n_ctx=llm.n_ctx(), n_ctx_train=header.context_length,
+                         file_size=header.file_size)
+        try:
+            return cls(llm, info, config)
+        except ModelError:
+            llm.close()
+            raise
+
+    def close(self) -> None:
+        """Stop any stream, wait for it to let go of the model, then free it.
+        A stream left suspended by its consumer (neither exhausted nor
+        closed) holds the model: close that generator first."""
+        self._stop.set()
+        if not self._lock.acquire(timeout=CLOSE_WAIT_S):
+            raise ModelError("the model is still generating an answer and cannot be closed yet")
+        try:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+        finally:
+            self._lock.release()
+
+    def _model(self):
+        if self._llm is None:
+            raise ModelError("the model has been closed")
+        return self._llm
+
+    # -- tokens ----------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def chat_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The chat rendered by the GGUF's template, as token ids. The template
+        writes its own BOS and role tokens, hence no add_bos and special=True
+        (what llama-cpp-python's chat handler does too)."""
+        try:
+            rendered = self._formatter(messages=list(messages))
+        except Exception as exc:   # jinja raises many types for a bad chat
+            raise ModelError(f"the model's chat template rejected this chat: {exc}") from None
+        return self._model().tokenize(rendered.prompt.encode("utf-8"),
+                                      add_bos=not rendered.added_special, special=True)
+
+    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.chat_tokens(messages))
+
+    # -- generation ------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int,
+               temperature: float = 0.0,
+               stop_event: threading.Event | None = None) -> Iterator[str]:
+        """Validate now (a too-long prompt raises here, not at the first
+        `next`), then return the generator."""
+        tokens = self.chat_tokens(messages)
+        if len(tokens) >= self.n_ctx:
+            raise PromptTooLongError(len(tokens), self.n_ctx)
+        return self._generate(tokens, max(1, max_tokens), temperature, stop_event)
+
+    def _generate(self, tokens: list[int], max_tokens: int, temperature: float,
+                  stop_event: threading.Event | None) -> Iterator[str]:
+        with self._lock:
+            self._stop.clear()
+
+            def stopped() -> bool:
+                return self._stop.is_set() or (stop_event is not None and stop_event.is_set())
+
+            run = _Run(start=time.perf_counter(), prompt_tokens=len(tokens))
+            try:
+                yield from self._run(tokens, max_tokens, temperature, stopped, run)
+            except ModelError:
+                raise
+            except RuntimeError as exc:       # llama_decode failures and the like
+                if self._llm is not None:
+                    self._llm.reset()
+                raise ModelError(f"the model failed while generating: {exc}") from None
+            finally:
+                self.last_stats = run.stats()
+
+    def _run(self, tokens: list[int], max_tokens: int, temperature: float,
+             stopped, run: "_Run") -> Iterator[str]:
+        import llama_cpp
+
+        llm = self._model()
+        run.cached = self._prefill(tokens, stopped)
+        run.prefill_end = time.perf_counter()
+        if stopped():
+            run.reason = "stopped"
+            return
+        budget = min(max_tokens, self.n_ctx - len(tokens))
+        limit = "max_tokens" if budget == max_tokens else "context_full"
+        run.reason = "closed"          # stays so if the consumer closes the stream
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        generator = llm.generate(tokens, temp=temperature,
+                                 repeat_penalty=self.config.repeat_penalty)
+        try:
+            for token in generator:
+                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    run.reason = "end"
+                    break
+                run.generated += 1
+                if run.first_token is None:
+                    run.first_token = time.perf_counter()
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    yield piece
+                if stopped():
+                    run.reason = "stopped"
+                    break
+                if run.generated >= budget:
+                    run.reason = limit
+                    break
+        finally:
+            generator.close()
+        tail = decoder.decode(b"", final=True)   # an incomplete UTF-8 sequence
+        if tail:
+            yield tail
+
+    def _prefill(self, tokens: list[int], stopped) -> int:
+        """Evaluate the prompt in `n_batch` chunks, checking for a stop between
+        chunks, and reuse the KV cache of the longest prefix shared with the
+        previous call (same system prompt and sources: only the new part is
+        computed). Returns how many tokens were reused."""
+        llm = self._model()
+        reuse = 0
+        if llm.n_tokens > 0:
+            n = min(llm.n_tokens, len(tokens))
+            differs = np.flatnonzero(llm.input_ids[:n] != np.asarray(tokens[:n], dtype=np.intc))
+            prefix = int(differs[0]) if differs.size else n
+            # Always evaluate at least one token, so the logits are fresh.
+            reuse = min(prefix, len(tokens) - 1)
+            # Private API, as in Llama.generate: drop the KV cells past the prefix.
+            if reuse > 0 and not llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
+                reuse = 0
+        if reuse:
+            llm.n_tokens = reuse
+        else:
+            llm.reset()
+        chunk = max(1, self.config.n_batch)
+        for i in range(reuse, len(tokens), chunk):
+            if stopped():
+                llm.reset()       # a half-filled prompt must not look cached
+                break
+            llm.eval(tokens[i:i + chunk])
+        return reuse
+
+
+def measure_prefill_rate(backend: LlamaCppBackend, n_tokens: int = 512,
+                         refresh: bool = False) -> float:
+    """Prompt-processing speed (tokens/s) of this model on this machine, from
+    one timed prefill after a short warm-up, so the context budget can pick
+    the largest context that meets a time-to-first-token target.
+
+    Measured once per loaded backend (memoised on it); the KV cache is left
+    empty so the next answer does not mistake the probe for a cached prefix.
+    The rate falls slowly as the context grows (attention cost), so measure
+    at roughly the size the budget will use.
+    """
+    if backend.prefill_rate is not None and not refresh:
+        return backend.prefill_rate
+    llm = backend._model()
+    n_tokens = max(16, min(n_tokens, backend.n_ctx - 1))
+    ids = llm.tokenize(_PREFILL_TEXT.encode("utf-8"), add_bos=False, special=False)
+    ids = (ids * (n_tokens // len(ids) + 1))[:n_tokens]
+    with backend._lock:
+        llm.reset()
+        llm.eval(ids[:16])                  # warm-up: first-call allocations
+        llm.reset()
+        start = time.perf_counter()
+        for i in range(0, n_tokens, backend.config.n_batch):
+            llm.eval(ids[i:i + backend.config.n_batch])
+        elapsed = time.perf_counter() - start
+        llm.reset()
+    backend.prefill_rate = n_tokens / elapsed if elapsed > 0 else float("inf")
+    return backend.prefill_rate

