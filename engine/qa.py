@@ -7,6 +7,7 @@ writes SQL: search and storage do that.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -117,6 +118,17 @@ def search_query_for(question: str, history: list[str]) -> str:
     if not history or not leans:
         return question
     return f"{history[-1]} {question}"
+
+
+def repeating(text: str, times: int = 3) -> bool:
+    """The same sentence written `times` times in a row: greedy decoding of a
+    small model can loop forever, and nothing new follows."""
+    plain = re.sub(r"\[\d+(?:\s*[,;-]\s*\d+)*\]", " ", text)
+    sentences = [" ".join(s.split()) for s in re.split(r"(?<=[.!?])\s+", plain.strip()) if s.strip()]
+    if len(sentences) < times + 1:    # the last one may still be growing
+        return False
+    tail = sentences[-times - 1:-1]
+    return len(set(tail)) == 1 and len(tail[0]) > 8
 
 
 def source_usage(source: Source) -> SourceUsage:
@@ -231,12 +243,16 @@ class Answerer:
         with self._lock:
             yield Stage("reading", f"{prompt_tokens} prompt tokens")
             if selection.sources:
-                for piece in self.backend.stream(messages, max_tokens=self.config.answer_tokens,
-                                                 stop_event=stop_event):
+                stream = self.backend.stream(messages, max_tokens=self.config.answer_tokens,
+                                             stop_event=stop_event)
+                for piece in stream:
                     if ttft is None:
                         ttft = time.perf_counter() - started
                     pieces.append(piece)
                     yield Token(piece)
+                    if piece.strip() and repeating("".join(pieces)):
+                        stream.close()          # a small model stuck in a loop
+                        break
                 if stop_event is not None and stop_event.is_set():
                     status = "stopped"
                 self.observe_prefill(getattr(self.backend, "last_stats", None))

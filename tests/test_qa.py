@@ -157,3 +157,10 @@ def test_stop_event_stops_generation(library):
     result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400),
                          "Which reservoir does the eastern glacier feed?", stop_event=stop)
     assert result.status == "stopped"
+
+
+def test_a_looping_answer_is_cut_off():
+    from engine.qa import repeating
+    loop = "The glacier is in Norway. [1] " * 3 + "The"
+    assert repeating(loop)
+    assert not repeating("A is b. C is d. A is b. The")
