@@ -194,7 +194,10 @@ class Answerer:
     # -- prompt ---------------------------------------------------------
     @staticmethod
     def messages(sources_block: str, question: str) -> list[dict]:
-        user = (f"Sources:\n\n{sources_block}\n\nQuestion: {question}" if sources_block
+        # The question before and after the sources: a small model reads the
+        # sources knowing what to look for, and answers what was asked.
+        user = (f"Question: {question}\n\nSources:\n\n{sources_block}\n\n"
+                f"Using only the sources above, answer: {question}" if sources_block
                 else f"Sources: (none)\n\nQuestion: {question}")
         return [{"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": user}]

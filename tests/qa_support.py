@@ -33,11 +33,12 @@ class ExtractiveBackend(Backend):
     def stream(self, messages, max_tokens, temperature=0.0, stop_event=None):
         prompt = messages[-1]["content"]
         self.prompts.append(prompt)
-        question = prompt.rsplit("Question:", 1)[-1]
+        question = prompt.rsplit("answer:", 1)[-1]
         wanted = set(terms(question))
         best, best_label, best_score = "", None, 0
         label = None
-        for line in prompt.splitlines():
+        block = prompt.split("Sources:", 1)[-1].rsplit("Using only", 1)[0]
+        for line in block.splitlines():
             header = re.match(r"\[(\d+)\]", line)
             if header:
                 label = int(header.group(1))

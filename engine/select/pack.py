@@ -81,10 +81,17 @@ class _Entry:
     rank: int
 
 
+def _entry_tokens(e: _Entry) -> float:
+    kept = sum(b - a for a, b in e.ranges)
+    return e.segment.tokens * kept / max(1, len(e.segment.text))
+
+
 def build_sources(entries: list[_Entry], *, order: str = "document",
-                  merge: bool = True) -> list[Source]:
+                  merge: bool = True, max_merge_tokens: int = 320) -> list[Source]:
     """Entries grouped into labelled sources: adjacent segments of one
-    document merge; documents come by their best rank, then position."""
+    document merge (up to `max_merge_tokens`: one huge source blurs which
+    passage a citation means, and small models lose track inside it);
+    documents come by their best rank, then position."""
     doc_rank: dict[int, int] = {}
     for e in entries:
         doc_rank[e.segment.document_id] = min(doc_rank.get(e.segment.document_id, e.rank), e.rank)
@@ -94,7 +101,8 @@ def build_sources(entries: list[_Entry], *, order: str = "document",
     for e in ordered:
         last = groups[-1][-1] if groups else None
         if (merge and last is not None and last.segment.document_id == e.segment.document_id
-                and e.segment.ordinal == last.segment.ordinal + 1):
+                and e.segment.ordinal == last.segment.ordinal + 1
+                and sum(map(_entry_tokens, groups[-1])) + _entry_tokens(e) <= max_merge_tokens):
             groups[-1].append(e)
         else:
             groups.append([e])
