@@ -36,7 +36,7 @@ class Settings:
     home: Path = field(default_factory=default_home)
     model: Path | None = None              # answer model: a GGUF file or HF folder
     embed_model: Path | None = None        # None: bundled all-MiniLM-L6-v2
-    embed_quantize: bool = False
+    embed_quantize: bool = True            # int8 ONNX weights: cosine 0.993 to fp32, 3x faster
     embedding_dtype: str = "float32"       # or "int8": 4x smaller vectors
     context_tokens: int | None = None      # tokens of sources per answer; None = adapt to the machine
     backend: str = "auto"                  # "auto" or "llama.cpp" (sparse engine: later)
@@ -54,7 +54,8 @@ class Settings:
         return self.home / "models"
 
     def embedder_config(self) -> EmbedderConfig:
-        return EmbedderConfig(model_dir=self.embed_model, quantize=self.embed_quantize)
+        return EmbedderConfig(model_dir=self.embed_model, quantize=self.embed_quantize,
+                              cache_dir=self.models_dir / "embedders")
 
     def ingest_config(self) -> IngestConfig:
         return IngestConfig()

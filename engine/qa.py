@@ -26,12 +26,13 @@ from .text import terms
 from .search import HybridSearcher
 from .select.base import Selection, SelectionContext, Source
 
+# No "say you don't know" instruction: a 0.5B model then declines questions
+# its sources do answer (measured on the dev set). Declining is the citation
+# step's job: an answer no source supports is withheld.
 SYSTEM_PROMPT = (
-    "You are Folio, an assistant that answers questions about the user's documents. "
-    "Answer only from the numbered sources. After each sentence, cite the sources that "
-    "support it like [1] or [2]. Quote names, numbers and code identifiers exactly as the "
-    "sources write them. If the sources do not contain the answer, reply exactly: "
-    "\"The documents do not contain this.\" Be brief: one to three sentences.")
+    "You are Folio. Answer the question from the numbered sources in one or two "
+    "sentences. After each sentence cite its source like [1]. Copy names, numbers and "
+    "code identifiers exactly as the sources write them.")
 
 _FOLLOW_UP = frozenset("it its it's this that these those they them their there he she his "
                        "her same above previous former latter one ones".split())

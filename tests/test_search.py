@@ -37,7 +37,7 @@ def test_bundled_embedder_gives_unit_vectors(embedder):
     vectors = embedder.embed(["hello world", "a second sentence"])
     assert vectors.shape == (2, 384)
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
-    assert embedder.name == "all-MiniLM-L6-v2"
+    assert embedder.name == EmbedderConfig().model_name
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
