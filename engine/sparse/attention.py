@@ -1,0 +1,318 @@
+"""Sparse attention over stored KV blocks, with reassigned positions.
+
+For every forward call (the question's tokens, then each generated token)
+and every layer, per KV head:
+
+1. score all candidate blocks by their representatives with the pre-RoPE
+   queries of the head's query group (one selection shared by the tokens
+   of the call), and keep the top blocks within the token budget;
+2. always attend the sinks (the first blocks of the first cache: BOS,
+   system prompt) and the local window (question + generated tokens);
+3. gather the selected blocks (pre-RoPE keys), rotate them at *reassigned*
+   positions and attend exactly.
+
+Position layout (InfLLM-style), identical for every head and layer:
+
+    [sinks 0..S) [selected blocks, in document order, slot i at S + i*B) [local window)
+
+so the farthest distance is `local_start + local_len - 1`, kept below the
+model's trained window; a document longer than the window is still
+answered. When the budget covers every block the layout is exactly the
+original one, and the result equals dense attention.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .kvstore import KVCache
+from .model import ModelConfig, apply_rope, rope_cos_sin
+from .selectors import LayerCandidates, aggregate, make_selector, top_blocks
+
+EVERYTHING = 1 << 40   # a budget that selects every block
+
+
+@dataclass
+class SparseConfig:
+    budget_tokens: int = 2048     # selected document tokens, besides sinks and local window
+    sink_blocks: int = 1          # leading blocks of the first cache, always attended
+    selector: str = "quest"
+    attribution_skip: int = 4     # first tokens (the attention sink proper) not attributed
+
+
+@dataclass(frozen=True)
+class PositionPlan:
+    sink_tokens: int      # S: sink slots (whole blocks, padding masked)
+    n_select: int         # k: blocks selected per head
+    block_size: int
+    local_start: int      # position of the first question token
+    everything: bool      # every candidate block is attended (dense-equivalent)
+
+    def slot_positions(self, device: torch.device | str = "cpu") -> Tensor:
+        return torch.arange(self.sink_tokens, self.sink_tokens + self.n_select * self.block_size,
+                            device=device)
+
+    def max_distance(self, local_len: int) -> int:
+        """Largest query-key distance once `local_len` local tokens exist."""
+        return self.local_start + local_len - 1
+
+
+def plan_positions(*, sink_tokens: int, sink_valid: int, n_candidates: int, last_valid: int,
+                   block_size: int, budget_tokens: int, local_max: int,
+                   window: int) -> PositionPlan:
+    """Choose how many blocks to select and where everything sits, so that
+    every distance stays below `window` for up to `local_max` local tokens."""
+    room = window - sink_tokens - local_max
+    if room < 0:
+        raise ValueError(f"the question and answer ({local_max} tokens) do not fit the "
+                         f"model's window of {window} tokens beside the sinks")
+    k = min(n_candidates, budget_tokens // block_size, room // block_size)
+    if k == n_candidates:
+        # Original layout: the last candidate may be a partial block.
+        start = (sink_tokens + (k - 1) * block_size + last_valid) if k else sink_valid
+        if start + local_max <= window:
+            return PositionPlan(sink_tokens, k, block_size, start, True)
+    return PositionPlan(sink_tokens, k, block_size, sink_tokens + k * block_size, False)
+
+
+@dataclass
+class Attribution:
+    """Attention mass each document token received while the answer was
+    generated, summed over layers, heads and generated tokens."""
+
+    per_cache: list[Tensor] = field(default_factory=list)   # float64 [tokens] per cache
+
+    def range_mass(self, cache_index: int, start: int, end: int) -> float:
+        return float(self.per_cache[cache_index][start:end].sum())
+
+    def ranges(self, ranges: list[tuple[int, int, int]]) -> list[float]:
+        """Mass of each (cache_index, token_start, token_end); the caller maps
+        segments to token ranges."""
+        return [self.range_mass(c, a, b) for c, a, b in ranges]
+
+    def total(self) -> float:
+        return float(sum(t.sum() for t in self.per_cache))
+
+
+class SparseAttention:
+    """Attention state for one answer over one or more document caches."""
+
+    def __init__(self, cfg: ModelConfig, caches: list[KVCache], config: SparseConfig,
+                 local_max: int, ranges: list[list[tuple[int, int]] | None] | None = None):
+        """`ranges` (retrieval-first mode): per cache, the token ranges whose
+        blocks may be selected (None = the whole document); sinks always count."""
+        if not caches:
+            raise ValueError("sparse attention needs at least one document cache")
+        first = caches[0].layout
+        for c in caches[1:]:
+            lay = c.layout
+            if (lay.block_size, lay.layers, lay.kv_heads, lay.head_dim) != (
+                    first.block_size, first.layers, first.kv_heads, first.head_dim):
+                raise ValueError(f"cache {c.path} has another layout than {caches[0].path}")
+        if (first.layers, first.kv_heads, first.head_dim) != (
+                cfg.n_layers, cfg.n_kv_heads, cfg.head_dim):
+            raise ValueError("the KV cache was built for another model shape")
+        self.cfg, self.caches, self.config = cfg, caches, config
+        self.device = caches[0].device
+        self.selector = make_selector(config.selector)
+        B = self.block = first.block_size
+        self.sink_blocks = min(config.sink_blocks, first.n_blocks)
+
+        if ranges is not None and len(ranges) != len(caches):
+            raise ValueError(f"{len(ranges)} range lists for {len(caches)} caches")
+        cand_cache, cand_block, cand_valid, cand_tok = [], [], [], []
+        self.token_offsets, offset = [], 0
+        self._cand_blocks: list[list[int]] = []
+        for ci, c in enumerate(caches):
+            lengths = c.valid_lengths()
+            skip = self.sink_blocks if ci == 0 else 0
+            allowed = None if ranges is None else ranges[ci]
+            blocks = [b for b in range(skip, c.layout.n_blocks)
+                      if allowed is None or any(a < (b + 1) * B and e > b * B for a, e in allowed)]
+            self._cand_blocks.append(blocks)
+            for b in blocks:
+                cand_cache.append(ci)
+                cand_block.append(b)
+                cand_valid.append(int(lengths[b]))
+                cand_tok.append(offset + b * B)
+            self.token_offsets.append(offset)
+            offset += c.layout.tokens
+        self.total_tokens = offset
+        dev = self.device
+        as_t = lambda xs: torch.tensor(xs, dtype=torch.long, device=dev)  # noqa: E731
+        self.cand_cache, self.cand_block = as_t(cand_cache), as_t(cand_block)
+        self.cand_valid, self.cand_tok = as_t(cand_valid), as_t(cand_tok)
+        n_cand = len(cand_block)
+
+        self.sink_valid = min(first.tokens, self.sink_blocks * B)
+        self.plan = plan_positions(
+            sink_tokens=self.sink_blocks * B, sink_valid=self.sink_valid,
+            n_candidates=n_cand, last_valid=cand_valid[-1] if cand_valid else 0,
+            block_size=B, budget_tokens=config.budget_tokens, local_max=local_max,
+            window=cfg.max_position)
+        self.local_max = local_max
+        self._slot_rope = rope_cos_sin(self.plan.slot_positions(dev), cfg.head_dim, cfg.rope_theta)
+        self._sinks: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._cands: dict[int, LayerCandidates] = {}
+        self._local: dict[int, tuple[Tensor, Tensor]] = {}
+        self._local_rope: tuple = (None, None)
+        self.selections: dict[int, Tensor] = {}     # layer -> last [kv_heads, k] candidate ids
+        self._gathered: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+        self.gathers = 0                            # (layer, step) gathers actually done
+        self.record = False
+        self._mass = torch.zeros(self.total_tokens + 1, dtype=torch.float64, device=dev)
+
+    # -- per-layer state -------------------------------------------------------
+    def _sink_kv(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:
+        if layer not in self._sinks:
+            c, H, S = self.caches[0], self.cfg.n_kv_heads, self.sink_blocks
+            heads = torch.arange(H).repeat_interleave(S)
+            blocks = torch.arange(S).repeat(H)
+            k, v = c.gather(layer, heads, blocks)
+            k = k.view(H, S * self.block, -1)
+            v = v.view(H, S * self.block, -1)
+            cos, sin = rope_cos_sin(torch.arange(S * self.block, device=self.device),
+                                    self.cfg.head_dim, self.cfg.rope_theta)
+            valid = torch.arange(S * self.block, device=self.device) < self.sink_valid
+            self._sinks[layer] = (apply_rope(k, cos, sin), v, valid)
+        return self._sinks[layer]
+
+    def _candidates(self, layer: int) -> LayerCandidates:
+        if layer not in self._cands:
+            parts: dict[str, list[Tensor]] = {n: [] for n in ("kmin", "kmax", "kmean")}
+            cents, labels, n_cent = [], [], 0
+            for ci, c in enumerate(self.caches):
+                blocks = self._cand_blocks[ci]
+                if blocks and blocks == list(range(blocks[0], c.layout.n_blocks)):
+                    pick = slice(blocks[0], None)        # a view, no copy
+                else:
+                    pick = torch.tensor(blocks, dtype=torch.long, device=c.device)
+                r = c.reps
+                for name in parts:
+                    parts[name].append(getattr(r, name)[layer][:, pick].to(self.device))
+                if r.centroids is not None:
+                    cents.append(r.centroids[layer].to(self.device))
+                    lab = r.labels[layer][:, pick].to(self.device).long()
+                    labels.append(torch.where(lab < 0, lab, lab + n_cent))
+                    n_cent += r.centroids.shape[2]
+            full = len(cents) == len(self.caches)
+            join = lambda xs: xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)  # noqa: E731
+            self._cands[layer] = LayerCandidates(
+                *(join(parts[n]) for n in ("kmin", "kmax", "kmean")),
+                centroids=join(cents) if full else None,
+                labels=join(labels) if full else None)
+        return self._cands[layer]
+
+    def select(self, layer: int, q: Tensor) -> Tensor:
+        """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads, rows, D]."""
+        k, n_kv = self.plan.n_select, self.cfg.n_kv_heads
+        if self.plan.everything:
+            return torch.arange(k, device=self.device).expand(n_kv, k)
+        scores = self.selector.scores(q.float(), self._candidates(layer))
+        return top_blocks(aggregate(scores, self.cfg.head_dim), k)
+
+    def _gather(self, layer: int, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        H, k, B = sel.shape[0], sel.shape[1], self.block
+        heads = torch.arange(H, device=self.device)[:, None].expand(H, k).reshape(-1)
+        flat = sel.reshape(-1)
+        blocks, owner = self.cand_block[flat], self.cand_cache[flat]
+        D = self.cfg.head_dim
+        if len(self.caches) == 1:
+            kk, vv = self.caches[0].gather(layer, heads, blocks)
+        else:
+            kk = torch.zeros(H * k, B, D, device=self.device)
+            vv = torch.zeros_like(kk)
+            for ci, c in enumerate(self.caches):
+                m = owner == ci
+                if m.any():
+                    kk[m], vv[m] = c.gather(layer, heads[m], blocks[m])
+        valid = torch.arange(B, device=self.device)[None, :] < self.cand_valid[flat][:, None]
+        return kk.view(H, k * B, D), vv.view(H, k * B, D), valid.view(H, k * B)
+
+    # -- the call from the model ----------------------------------------------------
+    def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        cfg, plan = self.cfg, self.plan
+        T, H, G, D = q.shape[0], cfg.n_kv_heads, cfg.group, cfg.head_dim
+        past = self._local.get(layer)
+        n_past = 0 if past is None else past[0].shape[1]
+        if n_past + T > self.local_max:
+            raise ValueError(f"local window exceeds the {self.local_max} tokens planned for")
+        if self._local_rope[0] != (n_past, T):        # once per forward, not per layer
+            pos = torch.arange(plan.local_start + n_past, plan.local_start + n_past + T,
+                               device=q.device)
+            self._local_rope = ((n_past, T), rope_cos_sin(pos, D, cfg.rope_theta))
+        cos, sin = self._local_rope[1]
+        q_pre = q.transpose(0, 1).reshape(H, G * T, D)              # grouped by KV head
+        q_rot = apply_rope(q.transpose(0, 1), cos, sin).reshape(H, G * T, D)
+        k_loc = apply_rope(k.transpose(0, 1), cos, sin)
+        v_loc = v.transpose(0, 1)
+        if past is not None:
+            k_loc, v_loc = torch.cat([past[0], k_loc], 1), torch.cat([past[1], v_loc], 1)
+        self._local[layer] = (k_loc, v_loc)
+
+        k_sink, v_sink, sink_valid = self._sink_kv(layer)
+        parts_k, parts_v = [k_sink], [v_sink]
+        valid = [sink_valid.expand(H, -1)]
+        sel = None
+        if plan.n_select:
+            sel = self.select(layer, q_pre)
+            self.selections[layer] = sel
+            hit = self._gathered.get(layer)
+            if hit is None or not torch.equal(hit[0], sel):
+                # Consecutive tokens mostly pick the same blocks: gather and
+                # rotate only when the selection changed.
+                k_sel, v_sel, sel_valid = self._gather(layer, sel)
+                hit = (sel, apply_rope(k_sel, *self._slot_rope), v_sel, sel_valid)
+                self._gathered[layer] = hit
+                self.gathers += 1
+            parts_k.append(hit[1])
+            parts_v.append(hit[2])
+            valid.append(hit[3])
+        parts_k.append(k_loc)
+        parts_v.append(v_loc)
+        keys, values = torch.cat(parts_k, 1).float(), torch.cat(parts_v, 1).float()
+        n_doc = keys.shape[1] - k_loc.shape[1]
+        causal = (torch.arange(k_loc.shape[1], device=q.device)[None, :]
+                  <= torch.arange(T, device=q.device)[:, None] + n_past)       # [T, local]
+        mask = torch.cat([torch.cat(valid, 1)[:, None, :].expand(H, T, n_doc),
+                          causal[None].expand(H, T, -1)], dim=2)              # [H, T, L]
+        mask = mask[:, None].expand(H, G, T, -1).reshape(H, G * T, -1)
+
+        if self.record:
+            logits = (q_rot.float() @ keys.transpose(1, 2)) * D ** -0.5
+            probs = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+            self._attribute(probs, sel)
+            out = probs @ values
+        else:
+            out = F.scaled_dot_product_attention(q_rot.float()[None], keys[None], values[None],
+                                                 attn_mask=mask[None])[0]
+        return out.view(H, G, T, D).reshape(H * G, T, D).transpose(0, 1)
+
+    # -- attribution ---------------------------------------------------------------
+    def _attribute(self, probs: Tensor, sel: Tensor | None) -> None:
+        dump = self.total_tokens
+        S, B = self.sink_blocks * self.block, self.block
+        sink_mass = probs[:, :, :S].sum(dim=(0, 1)).double()
+        idx = torch.arange(S, device=self.device)
+        idx = torch.where((idx < self.sink_valid) & (idx >= self.config.attribution_skip),
+                          idx, dump)
+        self._mass.index_add_(0, idx, sink_mass)
+        if sel is None:
+            return
+        k = sel.shape[1]
+        mass = probs[:, :, S:S + k * B].sum(1).double()                           # [H, k*B]
+        tok = (self.cand_tok[sel][..., None] + torch.arange(B, device=self.device)).view(
+            sel.shape[0], -1)
+        ok = torch.arange(B, device=self.device)[None, :] < self.cand_valid[sel].reshape(-1, 1)
+        tok = torch.where(ok.view(sel.shape[0], -1), tok, dump)
+        self._mass.index_add_(0, tok.reshape(-1), mass.reshape(-1))
+
+    def attribution(self) -> Attribution:
+        per = []
+        for ci, c in enumerate(self.caches):
+            a = self.token_offsets[ci]
+            per.append(self._mass[a:a + c.layout.tokens].cpu())
+        return Attribution(per)

@@ -1,0 +1,224 @@
+"""Sparse attention: dense-equivalent at full budget, finds planted needles,
+keeps every distance inside the trained window, and attributes mass."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.sparse.attention import EVERYTHING, SparseConfig, plan_positions
+from engine.sparse.generate import EngineConfig, SparseEngine
+from engine.sparse.kvstore import PrefillConfig
+from engine.sparse.model import DenseAttention, from_transformers
+from engine.sparse.representatives import block_bounds, layer_centroids
+from engine.sparse.selectors import (LayerCandidates, aggregate, make_selector, top_blocks)
+
+from sparse_support import tiny_hf
+
+
+def _engine(model, tmp_path, *, budget, dtype="float32", selector="quest", centroids=0):
+    return SparseEngine(model, "tiny", tmp_path, EngineConfig(
+        prefill=PrefillConfig(block_size=16, chunk=32, dtype=dtype, n_centroids=centroids),
+        sparse=SparseConfig(budget_tokens=budget, selector=selector)))
+
+
+def _dense_greedy(model, ids, n):
+    attn, out = DenseAttention(model.cfg), []
+    with torch.no_grad():
+        logits = model(torch.tensor(ids), attn)
+        for _ in range(n):
+            out.append(int(logits[-1].argmax()))
+            logits = model(torch.tensor(out[-1:]), attn)
+    return out
+
+
+def _rand(n, seed):
+    return torch.randint(0, 300, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_full_budget_equals_dense(kind, tmp_path):
+    model = from_transformers(tiny_hf(kind))
+    doc, question = _rand(150, 6), _rand(12, 7)
+    engine = _engine(model, tmp_path, budget=EVERYTHING)
+    cache = engine.prefill_document(doc)
+    with torch.no_grad():
+        dense = model(torch.tensor(doc + question), DenseAttention(model.cfg))[len(doc):]
+    torch.testing.assert_close(engine.prompt_logits(cache, question), dense, atol=1e-4, rtol=1e-4)
+    stream = engine.answer(cache, question, max_new_tokens=6)
+    assert list(stream) == _dense_greedy(model, doc + question, 6)
+    assert stream.stats.everything and stream.stats.local_start == len(doc)
+    # a follow-up question reuses the stored cache: same files, nothing rebuilt
+    again = engine.prefill_document(doc)
+    assert again.path == cache.path
+    torch.testing.assert_close(engine.prompt_logits(again, question[:5]), engine.prompt_logits(
+        cache, question[:5]))
+
+
+def test_small_budget_differs_but_stays_sane(tiny_qwen, tmp_path):
+    _, model = tiny_qwen
+    engine = _engine(model, tmp_path, budget=32, dtype="float16")
+    cache = engine.prefill_document(_rand(300, 8))
+    stream = engine.answer(cache, _rand(10, 9), max_new_tokens=5)
+    tokens = list(stream)
+    assert len(tokens) == 5 and not stream.stats.everything
+    assert stream.stats.selected_tokens == 32
+    sel = stream.attention.selections[0]
+    assert sel.shape == (2, 2) and (sel[:, 1:] > sel[:, :1]).all()    # document order
+
+
+def _needle_candidates(selector_name: str, seed: int = 0):
+    """Random keys in 40 blocks of 16; one block holds a key aligned with the query."""
+    gen = torch.Generator().manual_seed(seed)
+    heads, n_blocks, block, dim = 2, 40, 16, 32
+    keys = torch.randn(heads, n_blocks, block, dim, generator=gen)
+    query = torch.randn(heads, 3, dim, generator=gen)
+    needle_block, needle_pos = 27, 5
+    keys[:, needle_block, needle_pos] = 4 * query.mean(1)
+    valid = torch.ones(n_blocks, block, dtype=torch.bool)
+    kmin, kmax, kmean = block_bounds(keys, valid)
+    cents, labels = layer_centroids(keys, valid, 64)
+    reps = LayerCandidates(kmin, kmax, kmean, cents, labels)
+    scores = aggregate(make_selector(selector_name).scores(query, reps), dim)
+    return top_blocks(scores, 3), needle_block
+
+
+@pytest.mark.parametrize("selector", ["quest", "mean", "centroids"])
+def test_block_scoring_picks_the_needle_block(selector):
+    picked, needle = _needle_candidates(selector)
+    assert (picked == needle).any(dim=1).all(), picked
+
+
+def test_needle_block_selected_end_to_end(tmp_path):
+    """Plant a token in a random document and ask with that token. Layer 0's
+    query projection equals its key projection and the needle's embedding is
+    a direction that projection amplifies strongly, so the needle is the key
+    that matches the question best; the stored representatives must lead
+    both KV heads to its block."""
+    hf = tiny_hf("llama", seed=3)
+    with torch.no_grad():
+        attn = hf.model.layers[0].self_attn
+        # the needle's embedding: the direction the key projection amplifies
+        # most, amplified 4x more (a sharp, distinctive key)
+        norm_w = hf.model.layers[0].input_layernorm.weight
+        direction = torch.linalg.svd(attn.k_proj.weight * norm_w).Vh[0]
+        wk = attn.k_proj.weight
+        wk += 3 * (wk @ direction)[:, None] * direction[None, :]
+        hf.model.embed_tokens.weight[299] = direction / norm_w
+        attn.q_proj.weight.copy_(wk.view(2, 1, 16, 64).expand(2, 2, 16, 64).reshape(64, 64))
+    model = from_transformers(hf)
+    doc = [t if t != 299 else 1 for t in _rand(400, 10)]
+    needle_at = 250
+    doc[needle_at] = 299
+    engine = _engine(model, tmp_path, budget=64, centroids=64)
+    cache = engine.prefill_document(doc)
+    needle_candidate = needle_at // 16 - 1           # block 0 is the sink
+    for selector in ("quest", "centroids"):     # a mean key dilutes one sharp key
+        engine.config.sparse.selector = selector
+        stream = engine.answer(cache, [299], max_new_tokens=1)
+        list(stream)
+        assert (stream.attention.selections[0] == needle_candidate).any(1).all(), selector
+
+
+def test_positions_stay_inside_the_window_beyond_it(tmp_path):
+    """A document 3x the model's window is answered; every distance < window."""
+    window = 128
+    model = from_transformers(tiny_hf("qwen2", window=window))
+    engine = _engine(model, tmp_path, budget=2048)
+    cache = engine.prefill_document(_rand(400, 11))
+    # the prefill past the window attends sinks + recent tokens only
+    assert cache.metadata["prefill_max_distance"] < window
+    stream = engine.answer(cache, _rand(9, 12), max_new_tokens=7)
+    out = list(stream)
+    assert len(out) == 7
+    plan = stream.attention.plan
+    assert plan.max_distance(9 + 7) < window
+    assert plan.local_start + 9 + 7 <= window and plan.n_select > 0
+    with pytest.raises(ValueError, match="do not fit"):
+        engine.answer(cache, _rand(120, 13), max_new_tokens=20)
+
+
+def test_prefill_past_the_window_matches_a_streaming_reference(tmp_path):
+    """Chunks past the window see the sink block and the last (window - 16)
+    tokens at shifted positions: the same as running dense attention over
+    exactly those tokens laid out contiguously."""
+    window = 96
+    model = from_transformers(tiny_hf("llama", window=window))
+    doc = _rand(160, 16)
+    cache = _engine(model, tmp_path, budget=2048).prefill_document(doc)
+    # the last chunk [128, 160) attends sinks [0, 16) + recent [80, 160)
+    keep = doc[:16] + doc[80:160]
+    capture = {}
+
+    class Last(DenseAttention):
+        def __call__(self, layer, q, k, v):
+            capture[layer] = k[-32:].clone()
+            return super().__call__(layer, q, k, v)
+
+    with torch.no_grad():
+        model(torch.tensor(keep), Last(model.cfg))
+    stored = cache.keys[1].float().permute(1, 2, 0, 3).reshape(-1, 2, 16)[128:160]
+    torch.testing.assert_close(stored, capture[1], atol=1e-4, rtol=1e-4)
+    assert cache.metadata["prefill_max_distance"] == window - 1
+
+
+@pytest.mark.parametrize("budget", [0, 16, 64, 1000, EVERYTHING])
+@pytest.mark.parametrize("candidates,last_valid", [(0, 0), (1, 5), (30, 16), (500, 3)])
+def test_position_plan_bounds(budget, candidates, last_valid):
+    window, block, local = 256, 16, 40
+    plan = plan_positions(sink_tokens=16, sink_valid=16, n_candidates=candidates,
+                          last_valid=last_valid, block_size=block, budget_tokens=budget,
+                          local_max=local, window=window)
+    assert plan.max_distance(local) < window
+    assert plan.n_select * block <= budget and plan.n_select <= candidates
+    slots = plan.slot_positions()
+    if plan.everything and candidates:      # the padding of a partial last block is masked
+        slots = slots[:len(slots) - block + last_valid]
+    assert (slots < plan.local_start).all()
+    if plan.everything:
+        assert plan.local_start == 16 + max(candidates - 1, 0) * block + (last_valid if candidates
+                                                                           else 0)
+
+
+def test_retrieval_first_ranges_limit_the_candidates(tiny_qwen, tmp_path):
+    _, model = tiny_qwen
+    engine = _engine(model, tmp_path, budget=EVERYTHING)
+    cache = engine.prefill_document(_rand(300, 17))
+    # two candidate segments: tokens 40-70 (blocks 2-4) and 250-255 (block 15)
+    stream = engine.answer(cache, _rand(5, 18), max_new_tokens=3,
+                           ranges=[[(40, 70), (250, 255)]])
+    list(stream)
+    attn = stream.attention
+    assert attn.cand_block.tolist() == [2, 3, 4, 15] and attn.plan.n_select == 4
+    mass = stream.attribution.per_cache[0]
+    outside = torch.ones(300, dtype=torch.bool)
+    outside[:16] = False                                   # the sink block
+    outside[32:80] = outside[240:256] = False              # the candidate blocks
+    assert mass[outside].sum() == 0 and mass[~outside].sum() > 0
+    with pytest.raises(ValueError, match="range lists"):
+        engine.answer(cache, [1], 1, ranges=[None, None])
+
+
+def test_foreign_token_ids_are_refused_clearly(tiny_qwen, tmp_path):
+    _, model = tiny_qwen
+    engine = _engine(model, tmp_path, budget=64)
+    with pytest.raises(ValueError, match="outside the model's vocabulary of 300"):
+        engine.prefill_document([1, 2, 5000])
+    cache = engine.prefill_document([1, 2, 3])
+    with pytest.raises(ValueError, match="prompt has 1 token ids outside"):
+        engine.answer(cache, [1, -4])
+
+
+def test_attribution_points_at_the_attended_tokens(tiny_qwen, tmp_path):
+    _, model = tiny_qwen
+    engine = _engine(model, tmp_path, budget=EVERYTHING)
+    doc = _rand(96, 14)
+    cache = engine.prefill_document(doc)
+    stream = engine.answer(cache, _rand(6, 15), max_new_tokens=4)
+    list(stream)
+    attr = stream.attribution
+    mass = attr.per_cache[0]
+    assert mass.shape == (96,) and (mass >= 0).all() and mass[:4].sum() == 0   # sink skipped
+    # 3 decode steps x 2 layers x 4 heads, each distributing 1 over document + local tokens
+    assert 0 < attr.total() <= 3 * 2 * 4 + 1e-6
+    halves = attr.ranges([(0, 0, 48), (0, 48, 96)])
+    assert abs(sum(halves) - attr.total()) < 1e-9
