@@ -189,3 +189,48 @@ def test_api_endpoints(server, files):
     assert outcome[0]["state"] == "duplicate"
     info = client.view_api(return_format="dict", print_info=False)
     assert set(info["named_endpoints"]) == {"/ingest", "/ask", "/list"}
+
+
+def test_two_tabs_ask_while_a_file_is_ingested(playwright_browser, server, files, tmp_path):
+    """A second tab asks while the first uploads: both work, no lock errors."""
+    import pymupdf
+
+    long_pdf = tmp_path / "long.pdf"
+    doc = pymupdf.open()
+    for n in range(60):
+        doc.new_page().insert_textbox(pymupdf.Rect(56, 56, 556, 760),
+                                      f"Section {n}. " + "Survey notes about the valley. " * 60)
+    doc.save(long_pdf)
+    tabs = []
+    for _ in range(2):
+        context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        tab.goto(server["url"])
+        tab.wait_for_selector("#folio-chat")
+        tabs.append((context, tab))
+    (_, first), (_, second) = tabs
+    first.get_by_role("tab", name="Library").click()
+    first.locator("#folio-files input[type=file]").set_input_files([str(long_pdf)])
+    turn = _ask(second, "How far does the Aurora glacier move every winter?")
+    assert "database is locked" not in turn.inner_text().lower()
+    assert turn.locator(".folio-a").inner_text().strip()
+    first.wait_for_function("""() => [...document.querySelectorAll('#folio-library tr')].some(tr =>
+        tr.querySelector('td.folio-name')?.innerText === 'long.pdf'
+        && ['ready', 'embedding', 'searchable'].includes(tr.dataset.status))""", timeout=150_000)
+    for context, _ in tabs:
+        context.close()
+
+
+def test_stop_button_ends_an_answer_and_the_app_keeps_answering(page):
+    page.get_by_role("tab", name="Chat").click()
+    box = page.locator("#folio-question textarea, #folio-question input").first
+    box.fill("Describe everything the documents say about the Aurora glacier in detail.")
+    box.press("Enter")
+    page.wait_for_selector("#folio-chat .folio-turn[data-turn='live']")
+    page.locator("#folio-stop").click()
+    page.wait_for_function(
+        "() => !document.querySelector(\"#folio-chat .folio-turn[data-turn='live']\")",
+        timeout=120_000)
+    turn = _ask(page, "How far does the Aurora glacier move every winter?")
+    assert turn.locator(".folio-a").inner_text().strip()
