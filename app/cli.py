@@ -153,6 +153,7 @@ def list_documents(obj: Context, as_json: bool) -> None:
 @pass_context
 def rm(obj: Context, refs: tuple[str, ...]) -> None:
     """Remove documents (by id, name, path or sha256 prefix) and all derived data."""
+    from engine.library import remove_document
     from storage import documents
 
     failed = False
@@ -164,7 +165,7 @@ def rm(obj: Context, refs: tuple[str, ...]) -> None:
             click.echo(f"{ref}: {reason}", err=True)
             failed = True
             continue
-        documents.remove_document(obj.db, found[0].id)
+        remove_document(obj.db, found[0].id, obj.settings.kv_dir)
         click.echo(f"removed #{found[0].id} {found[0].display_name}")
     if failed:
         sys.exit(1)

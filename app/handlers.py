@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path, PurePosixPath
 
+from engine.library import remove_document
 from storage import conversations as chats
 from storage import documents, embeddings
 
@@ -105,7 +106,7 @@ class Handlers:
         if doc is None:
             return "That document is no longer in the library."
         if verb == "remove":
-            documents.remove_document(db, doc.id)
+            remove_document(db, doc.id, self.rt.settings.kv_dir)
             if self.rt.store.owns(doc.path):
                 self.rt.store.remove(doc.path)
             return f"Removed {doc.display_name}."

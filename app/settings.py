@@ -50,6 +50,11 @@ class Settings:
         return self.home / "folio.db"
 
     @property
+    def kv_dir(self) -> Path:
+        """The sparse engine's per-document KV caches."""
+        return self.home / "kv"
+
+    @property
     def models_dir(self) -> Path:
         return self.home / "models"
 

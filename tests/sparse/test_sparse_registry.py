@@ -85,3 +85,21 @@ def test_reserved_build_survives_a_sweep_and_a_removed_document_loses_it(tiny_qw
     assert prefill_for_document(engine, db, doc_id, list(range(40)), "c" * 64) is None
     sweep_orphans(db, kv_root)
     assert not built.path.exists()
+
+
+def test_removing_a_document_removes_its_kv_files(tmp_path):
+    """`engine.library.remove_document`, what `folio rm` and the app call."""
+    from engine.library import remove_document
+    from storage import documents as docs, open_db
+    from storage.kv_caches import upsert_kv_cache
+
+    db = open_db(tmp_path / "f.db")
+    from tests_support import small_document
+    doc_id = docs.store_document(db, small_document())
+    folder = tmp_path / "kv" / "model-x" / ("e" * 64)
+    folder.mkdir(parents=True)
+    (folder / "keys.bin").write_bytes(b"\0" * 1024)
+    upsert_kv_cache(db, document_id=doc_id, model="model-x", path=str(folder), block_size=64,
+                    tokens=16, layers=1, kv_heads=1, head_dim=8, dtype="float32", bytes=1024)
+    assert remove_document(db, doc_id, tmp_path / "kv")
+    assert not folder.exists()
