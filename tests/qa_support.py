@@ -31,14 +31,13 @@ class ExtractiveBackend(Backend):
         return sum(self.count_tokens(m["content"]) + 4 for m in messages) + 3
 
     def stream(self, messages, max_tokens, temperature=0.0, stop_event=None):
-        prompt = messages[-1]["content"]
+        prompt = messages[0]["content"]
         self.prompts.append(prompt)
-        question = prompt.rsplit("answer:", 1)[-1]
+        question = messages[-1]["content"]
         wanted = set(terms(question))
         best, best_label, best_score = "", None, 0
         label = None
-        block = prompt.split("Sources:", 1)[-1].rsplit("Using only", 1)[0]
-        for line in block.splitlines():
+        for line in prompt.split("\n\n", 1)[-1].splitlines():
             header = re.match(r"\[(\d+)\]", line)
             if header:
                 label = int(header.group(1))
