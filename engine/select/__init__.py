@@ -8,9 +8,10 @@ from .pack import Pack, render_sources, source_block, source_header
 from .pipeline import (Pipeline, TopK, baseline_pipeline, candidates_from_hits,
                        default_pipeline)
 from .prune import PruneSentences
+from .prune_code import PruneCode
 from .rerank import Rerank
 
 __all__ = ["GAP", "Candidate", "CodeExpand", "Diversify", "NeighbourExpand", "Pack", "Part",
-           "Pipeline", "PruneSentences", "Rerank", "Selection", "SelectionContext",
+           "Pipeline", "PruneCode", "PruneSentences", "Rerank", "Selection", "SelectionContext",
            "SelectionStep", "Source", "TopK", "baseline_pipeline", "candidates_from_hits",
            "default_pipeline", "render_sources", "source_block", "source_header"]

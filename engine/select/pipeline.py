@@ -11,6 +11,7 @@ from .diversify import Diversify
 from .neighbours import NeighbourExpand
 from .pack import Pack
 from .prune import PruneSentences
+from .prune_code import PruneCode
 from .rerank import Rerank
 
 
@@ -71,7 +72,8 @@ class Pipeline:
 
 
 def default_pipeline() -> Pipeline:
-    return Pipeline([Rerank(), Diversify(), PruneSentences(), CodeExpand(), NeighbourExpand()],
+    return Pipeline([Rerank(), Diversify(), PruneSentences(), PruneCode(), CodeExpand(),
+                     NeighbourExpand()],
                     Pack())
 
 
