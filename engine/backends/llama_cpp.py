@@ -25,6 +25,7 @@ from engine.backends.base import (Backend, BackendConfig, ChatMessage,
 from engine.backends.errors import (ModelError, ModelFormatError,
                                     ModelTooLargeError, PromptTooLongError)
 from engine.backends.gguf_header import GGUFInfo, read_gguf_header
+from engine.hardware import physical_cores
 
 # Compute buffers, tokenizer tables and the runtime beside weights and KV
 # cache; measured at 40-75 MB for the bundled models, so this is generous.
@@ -32,11 +33,6 @@ MEMORY_OVERHEAD_BYTES = 128 * 2**20
 CLOSE_WAIT_S = 30.0
 _PREFILL_TEXT = ("Folio answers questions about documents and source code, "
                  "citing the exact sentences and lines it used. ")
-
-
-def physical_cores() -> int:
-    """Threads to use: hyperthreads add contention, not speed, to llama.cpp."""
-    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
 def available_memory_bytes() -> int:
