@@ -234,3 +234,23 @@ def test_stop_button_ends_an_answer_and_the_app_keeps_answering(page):
         timeout=120_000)
     turn = _ask(page, "How far does the Aurora glacier move every winter?")
     assert turn.locator(".folio-a").inner_text().strip()
+
+
+DROP = """name => {
+  const dt = new DataTransfer();
+  dt.items.add(new File(['def dropped_function(x):\\n    return x * 3\\n'], name,
+                        {type: 'text/x-python'}));
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    document.body.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true,
+                                                     cancelable: true}));
+  }
+}"""
+
+
+def test_a_file_dropped_anywhere_on_the_page_is_ingested(page):
+    page.get_by_role("tab", name="Chat").click()      # not the library's own upload box
+    page.evaluate(DROP, "dropped.py")
+    page.get_by_role("tab", name="Library").click()
+    page.wait_for_function("""() => [...document.querySelectorAll('#folio-library tr')].some(tr =>
+        tr.querySelector('td.folio-name')?.innerText === 'dropped.py'
+        && ['ready', 'embedding', 'searchable'].includes(tr.dataset.status))""", timeout=120_000)
