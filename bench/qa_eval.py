@@ -176,8 +176,8 @@ def build(settings, db, backend, mode: str, budget: int | None):
         answerer.citer = MarkerCiter()
         return answerer
     pipeline = default_pipeline()
-    if mode.startswith("-"):
-        pipeline = pipeline.without(mode[1:])
+    if mode.startswith("-"):                 # "-prune" or "-rerank+prune"
+        pipeline = pipeline.without(*mode[1:].split("+"))
     return build_answerer(settings, db, backend, pipeline=pipeline, context_tokens=budget)
 
 

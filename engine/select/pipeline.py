@@ -72,8 +72,12 @@ class Pipeline:
 
 
 def default_pipeline() -> Pipeline:
-    return Pipeline([Rerank(), Diversify(), PruneSentences(), PruneCode(), CodeExpand(),
-                     NeighbourExpand()],
+    """The steps whose measured effect is positive. Sentence pruning is left
+    out: on the dev set (13 answerable items, 800 tokens) switching it off
+    raised answer accuracy from 0.385 to 0.615 and citation accuracy from
+    0.538 to 0.615 with the default 0.5B model (bench/RESULTS.md); the step
+    stays available (`PruneSentences`) for larger models and budgets."""
+    return Pipeline([Rerank(), Diversify(), PruneCode(), CodeExpand(), NeighbourExpand()],
                     Pack())
 
 
