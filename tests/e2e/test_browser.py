@@ -247,10 +247,16 @@ DROP = """name => {
 }"""
 
 
-def test_a_file_dropped_anywhere_on_the_page_is_ingested(page):
+def test_a_file_dropped_anywhere_on_the_page_is_ingested(playwright_browser, server):
+    context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server["url"])
+    page.wait_for_selector("#folio-drop-overlay", state="attached")   # the drop script is live
     page.get_by_role("tab", name="Chat").click()      # not the library's own upload box
     page.evaluate(DROP, "dropped.py")
     page.get_by_role("tab", name="Library").click()
     page.wait_for_function("""() => [...document.querySelectorAll('#folio-library tr')].some(tr =>
         tr.querySelector('td.folio-name')?.innerText === 'dropped.py'
         && ['ready', 'embedding', 'searchable'].includes(tr.dataset.status))""", timeout=120_000)
+    context.close()
