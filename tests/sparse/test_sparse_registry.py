@@ -21,12 +21,17 @@ def _document(sha: str) -> ParsedDocument:
                           [PageInfo(1, 612, 792, "text", text)])
 
 
-def test_delete_document_then_sweep_removes_its_kv_files(tiny_qwen, tmp_path):
+def _library(tiny_qwen, tmp_path):
+    """A library database, a KV root and an engine with small blocks."""
     _, model = tiny_qwen
-    db = open_db(tmp_path / "library.db")
     kv_root = tmp_path / "kv"
     engine = SparseEngine(model, "tiny-model", kv_root,
                           EngineConfig(prefill=PrefillConfig(block_size=16, chunk=32)))
+    return open_db(tmp_path / "library.db"), kv_root, engine
+
+
+def test_delete_document_then_sweep_removes_its_kv_files(tiny_qwen, tmp_path):
+    db, kv_root, engine = _library(tiny_qwen, tmp_path)
     keep_id = documents.store_document(db, _document("a" * 64))
     drop_id = documents.store_document(db, _document("b" * 64))
     keep = engine.prefill_document(list(range(50)), "a" * 64)
@@ -66,11 +71,7 @@ def test_sweep_spares_builds_in_progress_but_not_stale_ones(tmp_path):
 
 
 def test_reserved_build_survives_a_sweep_and_a_removed_document_loses_it(tiny_qwen, tmp_path):
-    _, model = tiny_qwen
-    db = open_db(tmp_path / "library.db")
-    kv_root = tmp_path / "kv"
-    engine = SparseEngine(model, "tiny-model", kv_root,
-                          EngineConfig(prefill=PrefillConfig(block_size=16, chunk=32)))
+    db, kv_root, engine = _library(tiny_qwen, tmp_path)
     doc_id = documents.store_document(db, _document("c" * 64))
     # a sweep between the end of a build and its registration keeps the folder
     reserve(db, doc_id, "tiny-model", engine.cache_path("c" * 64))
