@@ -35,9 +35,14 @@ def _cached_prefill_rate(settings: Settings, backend) -> float | None:
 
 
 def load_answer_backend(settings: Settings, model: Path | None = None):
-    from engine.backends import load_backend
+    """llama.cpp or the sparse engine, as the settings say ("auto": llama.cpp
+    for a GGUF file, the sparse engine for a Hugging Face folder)."""
+    from engine.backends import BackendConfig, load_backend
+    from engine.backends.sparse import SparseOptions
 
-    return load_backend(model or settings.model, settings.models_dir)
+    return load_backend(model or settings.model, settings.models_dir,
+                        config=BackendConfig(device=settings.device), kind=settings.backend,
+                        sparse=SparseOptions(kv_root=settings.kv_dir, mode=settings.sparse_mode))
 
 
 def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, *,
@@ -63,4 +68,5 @@ def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, 
     return Answerer(db, backend, searcher, pipeline or default_pipeline(),
                     embed=lambda texts: get_embedder().embed(texts), config=qa_config,
                     refine_boxes=WordBoxes(),
-                    prefill_rate=lambda: _cached_prefill_rate(settings, backend))
+                    prefill_rate=(lambda: _cached_prefill_rate(settings, backend))
+                    if backend.info.backend == "llama.cpp" else None)

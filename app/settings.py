@@ -39,7 +39,9 @@ class Settings:
     embed_quantize: bool = True            # int8 ONNX weights: cosine 0.993 to fp32, 3x faster
     embedding_dtype: str = "float32"       # or "int8": 4x smaller vectors
     context_tokens: int | None = None      # tokens of sources per answer; None = adapt to the machine
-    backend: str = "auto"                  # "auto" or "llama.cpp" (sparse engine: later)
+    backend: str = "auto"                  # "auto", "llama.cpp" or "sparse"
+    sparse_mode: str = "retrieval"         # sparse engine: "retrieval" (selected segments)
+                                           # or "document" (every block of the documents)
     device: str = "auto"                   # "auto", "cpu" or "gpu"
     host: str = "127.0.0.1"
     port: int = 7860

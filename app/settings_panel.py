@@ -17,8 +17,13 @@ def apply_settings(current: Settings, model: str | None, backend: str, device: s
         if not path.exists():
             return f"No model at {path}.", None
         if path.is_file() and path.suffix.lower() != ".gguf":
-            return f"{path.name} is not a .gguf file; llama.cpp loads GGUF models.", None
-    if backend not in ("auto", "llama.cpp"):
+            return f"{path.name} is not a .gguf file; Folio loads GGUF files.", None
+        if path.is_dir() and not (path / "config.json").is_file():
+            return f"{path} is a folder without config.json, not a Hugging Face model.", None
+        if path.is_dir() and backend == "llama.cpp":
+            return "llama.cpp needs a .gguf file; a Hugging Face folder runs on the sparse " \
+                   "backend.", None
+    if backend not in ("auto", "llama.cpp", "sparse"):
         return f"Unknown backend {backend!r}.", None
     if device not in ("auto", "cpu", "gpu"):
         return f"Unknown device {device!r}.", None

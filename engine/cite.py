@@ -45,6 +45,7 @@ class CiteConfig:
     lexical_weight: float = 0.55    # the rest is embedding cosine
     max_per_sentence: int = 2
     min_terms: int = 2              # shorter sentences ("Yes.") need no support of their own
+    attended: int = 2               # most-attended sources tried first for unmarked sentences
 
 
 @dataclass
@@ -178,8 +179,15 @@ class Citer:
         w = self.config.lexical_weight
         return w * lexical + (1 - w) * cosine
 
-    def cite(self, answer: str, sources: list[Source]) -> CitedAnswer:
+    def cite(self, answer: str, sources: list[Source],
+             attention: dict[int, float] | None = None) -> CitedAnswer:
+        """`attention` (label -> attention mass the answer gave the source,
+        from the sparse engine): a sentence without `[n]` markers is matched
+        first against the sources the model attended to most, as if it had
+        cited them, before falling back to every source."""
         config = self.config
+        attended = sorted(attention, key=lambda label: -attention[label])[:config.attended] \
+            if attention else []
         ranges = answer_sentences(answer)
         sentences = [SentenceSupport(a, b, answer[a:b], cited_labels(answer[a:b]), 0.0, False)
                      for a, b in ranges]
@@ -198,7 +206,8 @@ class Citer:
                 sentence.supported = bool(spans)   # too short to carry a claim of its own
                 continue
             row = scores[index]
-            cited = [i for i, s in enumerate(spans) if s.source.label in sentence.labels
+            hinted = sentence.labels or attended
+            cited = [i for i, s in enumerate(spans) if s.source.label in hinted
                      and s.source.label in by_label]
             chosen = self._best(row, cited, spans) or self._best(row, range(len(spans)), spans)
             sentence.score = float(row[chosen[0]]) if chosen else 0.0
@@ -239,7 +248,8 @@ class MarkerCiter(Citer):
     """What common local RAG apps do: trust the model's `[n]` markers and
     cite each marked source whole. The QA evaluation's baseline."""
 
-    def cite(self, answer: str, sources: list[Source]) -> CitedAnswer:
+    def cite(self, answer: str, sources: list[Source],
+             attention: dict[int, float] | None = None) -> CitedAnswer:
         ranges = answer_sentences(answer)
         sentences = [SentenceSupport(a, b, answer[a:b], cited_labels(answer[a:b]), 0.0, True)
                      for a, b in ranges]

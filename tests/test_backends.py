@@ -184,3 +184,21 @@ def test_window_defaults_to_trained_context_capped(tiny_path):
     assert llama_backend.choose_n_ctx(header, BackendConfig()) == min(header.context_length, 8192)
     assert llama_backend.choose_n_ctx(header, BackendConfig(max_ctx=2048)) == 2048
     assert llama_backend.choose_n_ctx(header, BackendConfig(n_ctx=10**6)) == header.context_length
+
+
+def test_device_choice_decides_the_offloaded_layers():
+    assert llama_backend.offloaded_layers("cpu", gpu_build=True) == 0
+    assert llama_backend.offloaded_layers("auto", gpu_build=True) == -1
+    assert llama_backend.offloaded_layers("auto", gpu_build=False) == 0
+    assert llama_backend.offloaded_layers("gpu", gpu_build=True) == -1
+    with pytest.raises(ValueError, match="unknown device"):
+        llama_backend.offloaded_layers("tpu", gpu_build=True)
+
+
+@pytest.mark.slow
+def test_gpu_on_a_cpu_only_build_says_so(tiny_path, tmp_path, monkeypatch):
+    import llama_cpp
+
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: False)
+    with pytest.raises(UnsupportedModelError, match="no GPU support"):
+        load_backend(tiny_path, tmp_path, config=BackendConfig(device="gpu"))

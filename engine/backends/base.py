@@ -57,6 +57,7 @@ class BackendConfig:
     n_batch: int = 512              # prefill chunk; also how often stop is checked
     repeat_penalty: float = 1.0     # 1.0: off, so quoted source text is not penalised
     seed: int = 0                   # sampling seed when temperature > 0
+    device: str = "auto"            # "auto" (GPU when the build has one), "cpu" or "gpu"
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import psutil
 
 from engine.backends.base import (Backend, BackendConfig, ChatMessage,
                                   GenerationStats, ModelInfo)
-from engine.backends.errors import (ModelError, ModelFormatError,
-                                    ModelTooLargeError, PromptTooLongError)
+from engine.backends.errors import (ModelError, ModelFormatError, ModelTooLargeError,
+                                    PromptTooLongError, UnsupportedModelError)
 from engine.backends.gguf_header import GGUFInfo, read_gguf_header
 from engine.hardware import physical_cores
 
@@ -81,6 +81,19 @@ class _Run:
             stop_reason=self.reason)
 
 
+def offloaded_layers(device: str, gpu_build: bool) -> int:
+    """Layers llama.cpp puts on the GPU: all of them when a GPU is asked
+    for (or "auto" and the build has one), none on "cpu". Asking for a GPU
+    from a CPU-only build is an error rather than a silent CPU run."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or gpu")
+    if device == "gpu" and not gpu_build:
+        raise UnsupportedModelError(
+            "the GPU was chosen, but this llama-cpp-python build has no GPU support: "
+            "choose device auto or cpu, or install a CUDA/Metal build of llama-cpp-python")
+    return -1 if device != "cpu" and gpu_build else 0
+
+
 class LlamaCppBackend(Backend):
     """A loaded GGUF model. Streams are serialised: one model, one answer at
     a time, and a second caller waits."""
@@ -125,12 +138,13 @@ class LlamaCppBackend(Backend):
                 f"{path.name} needs about {_gib(needed)} of memory with a "
                 f"{n_ctx}-token window, but only {_gib(available)} is available: "
                 "close other programs, choose a smaller context, or use a smaller model")
-        from llama_cpp import Llama
+        from llama_cpp import Llama, llama_supports_gpu_offload
 
+        gpu_layers = offloaded_layers(config.device, llama_supports_gpu_offload())
         threads = config.n_threads or physical_cores()
         try:
             llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=config.n_batch,
-                        n_threads=threads, n_threads_batch=threads,
+                        n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers,
                         use_mmap=False, seed=config.seed, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelFormatError(

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.backends.base import Backend, BackendConfig
 from engine.backends.errors import (ModelFormatError, ModelNotFoundError,
                                     UnsupportedModelError)
+
+if TYPE_CHECKING:
+    from engine.backends.sparse import SparseOptions
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -16,10 +20,16 @@ def is_hf_folder(path: Path) -> bool:
 
 def load_backend(model_path: Path | None, models_dir: Path,
                  n_ctx: int | None = None,
-                 config: BackendConfig | None = None) -> Backend:
+                 config: BackendConfig | None = None, *, kind: str = "auto",
+                 sparse: "SparseOptions | None" = None) -> Backend:
     """`None` means the bundled Qwen2.5-Coder GGUF (assembled into
-    `models_dir` on first use); a GGUF file goes to llama.cpp; anything else
-    gets an error that says what would work. `n_ctx` overrides `config.n_ctx`."""
+    `models_dir` on first use). `kind` "llama.cpp" or "sparse" picks the
+    backend; "auto" gives a GGUF file to llama.cpp and a Hugging Face folder
+    to the sparse engine (when `sparse` options say where its caches go).
+    Anything else gets an error that says what would work. `n_ctx`
+    overrides `config.n_ctx`."""
+    if kind not in ("auto", "llama.cpp", "sparse"):
+        raise ValueError(f"unknown backend {kind!r}: use auto, llama.cpp or sparse")
     config = config or BackendConfig()
     if n_ctx is not None:
         config = replace(config, n_ctx=n_ctx)
@@ -31,6 +41,13 @@ def load_backend(model_path: Path | None, models_dir: Path,
         path = Path(model_path).expanduser()
     if not path.exists():
         raise ModelNotFoundError(f"no model at {path}")
+    wants_sparse = kind == "sparse" or (kind == "auto" and is_hf_folder(path)
+                                        and sparse is not None)
+    if wants_sparse:
+        from engine.backends.sparse import SparseBackend, SparseOptions
+
+        return SparseBackend.load(path, config, sparse or SparseOptions(
+            kv_root=Path(models_dir).parent / "kv"))
     if is_hf_folder(path):
         raise UnsupportedModelError(
             f"{path} is a Hugging Face model folder: llama.cpp needs a single "

@@ -302,6 +302,9 @@ def load_hf_model(path: Path | str):
     if path.suffix != ".gguf" or not path.is_file():
         raise FileNotFoundError(f"no GGUF file or model directory at {path}")
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()     # a progress bar per load is noise in the CLI
 
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

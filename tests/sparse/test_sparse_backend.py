@@ -1,0 +1,117 @@
+"""The sparse engine as the answers pipeline's backend, with the real tiny
+SmolLM2 GGUF: documents are read once into a stored KV cache, questions and
+follow-ups reuse it, only the selected segments are attended to, and the
+attention each source received reaches the citations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.backends import ModelFormatError, ModelNotFoundError, load_backend
+from engine.backends.sparse import SparseBackend, SparseOptions
+from engine.indexer import ingest_paths
+from engine.qa import SPARSE_SYSTEM_PROMPT, Answerer, QAConfig, answer_once
+from engine.search import HybridSearcher
+from engine.select import default_pipeline
+from ingest import IngestConfig
+from storage import kv_caches, open_db
+
+from sparse_support import smollm_gguf
+
+FILLER = ("The survey team walked the ridge each morning and wrote down the weather, "
+          "the snow depth and the state of the trail. ")
+FACTS = ["The Lindqvist reservoir holds 42 million cubic metres of water.",
+         "The observatory was built in 1987 by the engineer Maria Kovacs."]
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    kv = tmp_path_factory.mktemp("kv")
+    b = SparseBackend.load(smollm_gguf(), options=SparseOptions(kv_root=kv, budget_tokens=256))
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def library(tmp_path):
+    db = open_db(tmp_path / "f.db")
+    paras = [FILLER * 3, FACTS[0], FILLER * 3, FACTS[1], FILLER * 3]
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Field notes\n\n" + "\n\n".join(paras))
+    assert ingest_paths(db, [notes], config=IngestConfig(min_tokens=10)).outcomes[0].status \
+        == "added"
+    return db
+
+
+def answerer(db, backend) -> Answerer:
+    return Answerer(db, backend, HybridSearcher(db), default_pipeline(),
+                    config=QAConfig(answer_tokens=32))
+
+
+@pytest.mark.slow
+def test_a_document_is_read_once_and_follow_ups_reuse_its_cache(backend, library):
+    db = library
+    qa = answerer(db, backend)
+    first = answer_once(qa, "Who built the observatory?")
+    assert "Kovacs" in first.raw_text and not first.declined
+    assert any("Kovacs" in c.quote for c in first.citations)
+    read = first.kv["documents"][0]
+    assert read["built"] and read["tokens"] > 100
+    row = kv_caches.list_kv_caches(db)[0]
+    assert row.status == "ready" and row.tokens == read["tokens"] and Path(row.path).is_dir()
+    built_at = (Path(row.path) / "meta.json").stat().st_mtime_ns
+
+    follow = answer_once(qa, "How much water does the Lindqvist reservoir hold?")
+    assert "42" in follow.raw_text
+    assert not follow.kv["documents"][0]["built"]
+    assert (Path(row.path) / "meta.json").stat().st_mtime_ns == built_at
+    # Time to first token is the question's own tokens: the local window only.
+    _, middle, tail = backend.frame(SPARSE_SYSTEM_PROMPT)
+    question = "How much water does the Lindqvist reservoir hold?"
+    assert backend.last_stats.prompt_tokens == backend.count_tokens(middle + question + tail)
+    assert len(kv_caches.list_kv_caches(db)) == 1
+
+
+@pytest.mark.slow
+def test_only_selected_segments_are_candidates_and_attention_is_reported(backend, library):
+    db = library
+    result = answer_once(answerer(db, backend), "Who built the observatory?")
+    layout = backend.layout(db, result.sources[0].document_id, SPARSE_SYSTEM_PROMPT)
+    selected = {sid for s in result.sources for sid in s.segment_ids}
+    assert selected and len(selected) < len(layout.segments)
+    assert result.kv["candidate_tokens"] == sum(b - a for a, b in layout.ranges(selected))
+    assert result.kv["candidate_tokens"] < len(layout.tokens)
+    # Attention mass lands only on the blocks of the selected segments
+    # (a block may hold the end of the segment before or the start of the next).
+    block = backend.engine.config.prefill.block_size
+    blocks = {t // block for a, b in layout.ranges(selected) for t in range(a, b)}
+    near = {sid for sid, (a, b) in layout.segments.items()
+            if any(t // block in blocks for t in range(a, b))}
+    assert backend.last_segment_mass and set(backend.last_segment_mass) <= near
+    assert near < set(layout.segments)
+    shares = [s.attention for s in result.sources]
+    assert all(a is not None for a in shares) and sum(shares) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_any_chat_streams_with_its_system_message_cached(backend):
+    chat = [{"role": "system", "content": "The capital of Freedonia is Zorbatown."},
+            {"role": "user", "content": "What is the capital of Freedonia?"}]
+    text = "".join(backend.stream(chat, max_tokens=16))
+    assert "Zorbatown" in text
+    assert backend.last_stats.prompt_tokens < backend.prompt_tokens(chat)
+    assert backend.last_stats.stop_reason in ("end", "max_tokens")
+
+
+def test_missing_and_broken_models_get_clear_errors(tmp_path):
+    options = SparseOptions(kv_root=tmp_path / "kv")
+    with pytest.raises(ModelNotFoundError, match="no model"):
+        load_backend(tmp_path / "absent", tmp_path, kind="sparse", sparse=options)
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(ModelFormatError, match="hf"):
+        load_backend(folder, tmp_path, kind="sparse", sparse=options)
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_backend(folder, tmp_path, kind="vllm")
