@@ -11,6 +11,7 @@ reported per file.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -22,7 +23,10 @@ from ingest import IngestConfig
 from ingest.progress import Progress
 from ingest.walk import walk_paths
 
+from .unlocked_copies import UnlockedCopies
 from .uploads import UploadStore
+
+log = logging.getLogger(__name__)
 
 LOCKED_CODES = ("password-required", "wrong-password")
 ACTIVE = ("queued", "scanning", "parsing")
@@ -69,10 +73,12 @@ class IngestQueue:
         self._stop = False
         self._busy = False
         self._passwords: dict[str, str] = {}      # path -> a password that opened it
+        self.unlocked = UnlockedCopies(self.db_path.parent / "unlocked")
         self._thread = threading.Thread(target=self._run, name="folio-ingest", daemon=True)
 
     # -- control -------------------------------------------------------
     def start(self) -> "IngestQueue":
+        self.sweep_unlocked()
         self._thread.start()
         return self
 
@@ -221,6 +227,7 @@ class IngestQueue:
             if item.password:
                 with self._lock:
                     self._passwords[str(item.path)] = item.password
+                self._keep_unlocked(db, item.path, item.password, outcome.document_id)
             self._update(item.id, state="stored", document_id=outcome.document_id,
                          message=outcome.message)
             self.on_stored()
@@ -234,6 +241,29 @@ class IngestQueue:
                          document_id=outcome.document_id, message=outcome.message)
             if outcome.error_code not in LOCKED_CODES and self.store.owns(item.path):
                 self.store.remove(item.path)   # keep only what a password can still open
+
+    def _keep_unlocked(self, db, path: Path, password: str, document_id: int | None) -> None:
+        """A decrypted copy, so the pages still show after a restart."""
+        from storage import documents
+
+        doc = documents.get_document(db, document_id) if document_id else None
+        if doc is None:
+            return
+        try:
+            self.unlocked.save(path, password, doc.sha256)
+        except Exception as exc:   # a full disk must not fail the ingestion itself
+            log.warning("could not keep a decrypted copy of %s: %s", path.name, exc)
+
+    def sweep_unlocked(self) -> int:
+        """Remove decrypted copies of documents no longer in the library."""
+        from storage import documents, open_db
+
+        db = open_db(self.db_path)
+        try:
+            keep = {d.sha256 for d in documents.list_documents(db)}
+        finally:
+            db.close()
+        return self.unlocked.sweep(keep)
 
     @staticmethod
     def _used_elsewhere(db, path: Path) -> bool:

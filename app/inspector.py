@@ -7,12 +7,14 @@ engine again. PDF pages are rendered by `page_render`, files by `code_view`.
 from __future__ import annotations
 
 import html
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from storage import documents
 from storage.records import CitationRecord
 
 from .code_view import code_html
+if TYPE_CHECKING:
+    from .unlocked_copies import UnlockedCopies
 from .page_render import DEFAULT_ZOOM, FIT, PageRenderError, clamp_zoom, page_html, render_page
 
 EMPTY = ('<div class="folio-empty"><h3>Citation inspector</h3><p>Click a citation such as '
@@ -44,7 +46,8 @@ def _quote(state: dict) -> str:
             f'{score}</div>')
 
 
-def render(db, state: dict | None, password_for: Callable[[str], str | None]) -> str:
+def render(db, state: dict | None, password_for: Callable[[str], str | None],
+           unlocked: "UnlockedCopies | None" = None) -> str:
     """The inspector's HTML for `state`; every failure is a readable message."""
     if not state or state.get("doc") is None:
         if state and state.get("quote"):
@@ -60,8 +63,9 @@ def render(db, state: dict | None, password_for: Callable[[str], str | None]) ->
         boxes = state.get("boxes") if page == state.get("cited_page") else []
         zoom_now = clamp_zoom(state.get("zoom"))
         try:
-            rendered = render_page(doc.path, page, boxes, zoom=zoom_now or DEFAULT_ZOOM,
-                                   password=password_for(doc.path))
+            copy = unlocked.get(doc.sha256) if unlocked is not None else None
+            rendered = render_page(copy or doc.path, page, boxes, zoom=zoom_now or DEFAULT_ZOOM,
+                                   password=None if copy else password_for(doc.path))
         except PageRenderError as exc:
             return f'<div class="folio-error">{html.escape(str(exc))}</div>{_quote(state)}'
         shown = "fit to width" if zoom_now == FIT else f"zoom {int(rendered.zoom * 100)}%"

@@ -160,3 +160,40 @@ def test_reads_and_writes_during_ingestion_never_lock(rt, tmp_path):
     assert errors == []
     assert [i.state for i in rt.queue.snapshot()] == ["stored"] * 6, rt.queue.snapshot()
     assert len(documents.list_documents(rt.db())) == 6
+
+
+def test_an_unlocked_pdf_still_shows_its_pages_after_a_restart(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    cache = home / "tmp" / "gradio"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    first = Runtime(Settings(home=home)).start(embed=False, preload_model=False)
+    try:
+        h = Handlers(first)
+        h.add_files([upload(first, tmp_path, "locked.pdf",
+                            lambda p: make_pdf(p, "Secret minutes.", "pw"))])
+        first.queue.wait_idle(30)
+        doc = documents.list_documents(first.db())[0]
+        h.unlock(doc.id, "pw")
+        first.queue.wait_idle(30)
+        doc = next(d for d in documents.list_documents(first.db()) if d.status != "error")
+    finally:
+        first.stop()
+    copy = home / "unlocked" / f"{doc.sha256}.pdf"
+    assert copy.is_file() and not pymupdf.open(copy).needs_pass
+    assert pymupdf.open(doc.path).needs_pass           # the upload itself stays encrypted
+
+    second = Runtime(Settings(home=home)).start(embed=False, preload_model=False)
+    try:
+        h = Handlers(second)
+        assert second.queue.password_for(doc.path) is None      # memory is gone
+        shown = h.render_inspector({"doc": doc.id, "page": 1, "cited_page": 1, "boxes": []})
+        assert "<img" in shown and "folio-error" not in shown
+        # Without the copy the page needs the password again: the copy is what showed it.
+        aside = copy.rename(tmp_path / "aside.pdf")
+        assert "password" in h.render_inspector({"doc": doc.id, "page": 1}).lower()
+        aside.rename(copy)
+        assert "Removed" in h.library_action(f"remove:{doc.id}")
+        assert not copy.exists()
+    finally:
+        second.stop()
