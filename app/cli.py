@@ -234,7 +234,14 @@ def _hit_json(hit) -> dict:
 @click.argument("question")
 @click.option("--doc", "docs", multiple=True, help="Limit to a document (repeatable).")
 @click.option("--model", type=click.Path(exists=True, path_type=Path),
-              help="A GGUF file to answer with (default: the bundled model).")
+              help="A GGUF file or Hugging Face folder to answer with (default: the bundled "
+                   "model).")
+@click.option("--backend", type=click.Choice(["auto", "llama.cpp", "sparse"]),
+              help="llama.cpp, or the sparse engine (documents read once into a stored KV "
+                   "cache); default: the settings' choice.")
+@click.option("--whole-document", is_flag=True,
+              help="Sparse engine: every block of the documents is a candidate, not only "
+                   "the selected passages.")
 @click.option("--context", "context_tokens", type=int,
               help="Tokens of sources to give the model (default: adapt to this machine).")
 @click.option("--chat", "conversation", type=int,
@@ -242,33 +249,45 @@ def _hit_json(hit) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="The whole structured result as JSON.")
 @pass_context
 def ask(obj: Context, question: str, docs: tuple[str, ...], model: Path | None,
-        context_tokens: int | None, conversation: int | None, as_json: bool) -> None:
+        backend: str | None, whole_document: bool, context_tokens: int | None,
+        conversation: int | None, as_json: bool) -> None:
     """Answer a question from the library, citing the spans it used."""
     from engine.backends import ModelError
-    from engine.qa import Done, Token
+    from engine.qa import Done, QAConfig, QuestionError, Token, clean_question
     from storage import conversations
 
-    if not question.strip():
-        raise click.ClickException("the question is empty")
+    try:   # before the model loads: an empty or oversized question fails at once
+        clean_question(question, QAConfig().max_question_chars)
+    except QuestionError as exc:
+        raise click.ClickException(str(exc)) from exc
     if conversation is not None and conversations.get_conversation(
             obj.db, conversation, with_turns=False) is None:
         raise click.ClickException(f"--chat {conversation}: no such conversation")
     doc_ids = _resolve_many(obj, docs)
+    from dataclasses import replace
+
     from .assistant import build_answerer
+    settings = replace(obj.settings, backend=backend or obj.settings.backend,
+                       sparse_mode="document" if whole_document else obj.settings.sparse_mode)
     try:
-        answerer = build_answerer(obj.settings, obj.db, model=model,
+        answerer = build_answerer(settings, obj.db, model=model,
                                   context_tokens=context_tokens)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
     result = None
     streamed = False
-    for event in answerer.ask(question, document_ids=doc_ids or None,
-                              conversation_id=conversation):
-        if isinstance(event, Token) and not as_json:
-            click.echo(event.text, nl=False)
-            streamed = True
-        elif isinstance(event, Done):
-            result = event.result
+    try:
+        for event in answerer.ask(question, document_ids=doc_ids or None,
+                                  conversation_id=conversation):
+            if isinstance(event, Token) and not as_json:
+                click.echo(event.text, nl=False)
+                streamed = True
+            elif isinstance(event, Done):
+                result = event.result
+    except (QuestionError, ModelError) as exc:   # a clear message, not a traceback
+        if streamed:
+            click.echo()
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
         return

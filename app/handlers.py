@@ -3,7 +3,7 @@ runtime and the view modules; `serve.build_app` only wires them to events."""
 from __future__ import annotations
 
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from engine.library import remove_document
 from storage import conversations as chats
@@ -14,7 +14,7 @@ from .chat_view import (TurnView, conversation_html, conversation_markdown, find
                         parse_cite_key)
 from .library_view import build_rows, locked_documents, rows_html, summary
 from .runtime import Runtime
-from .uploads import UploadRejected, safe_name
+from .uploads import UploadRejected, safe_name, safe_relative
 
 STAGE_WORDS = {
     "waiting": "waiting: another question is being answered",
@@ -73,8 +73,10 @@ class Handlers:
                                    + (f" ({entry['error']})" if entry.get("error") else ""),
                                    "unreadable")
                 continue
-            rel = PurePosixPath(str(entry.get("rel") or name))
-            if len(rel.parts) < 2:
+            # Cleaned before use: the folder that is queued must be the one
+            # the cleaned path was written under ("../x/a.py" lands in "x").
+            rel = safe_relative(str(entry.get("rel") or name))
+            if rel is None or len(rel.parts) < 2:
                 self._stage(temp, name)
                 continue
             top = rel.parts[0]
@@ -82,9 +84,8 @@ class Handlers:
                 folders[top] = self.rt.store.new_folder()
             self._stage(temp, name, queue=False, folder=folders[top], relative=str(rel))
         for top, folder in folders.items():
-            target = folder / safe_name(top, "folder")
-            if target.is_dir():
-                self.rt.queue.submit(target, safe_name(top, "folder"), folder=True)
+            if (folder / top).is_dir():
+                self.rt.queue.submit(folder / top, top, folder=True)
         return [i.id for i in self.rt.queue.snapshot() if i.id not in before]
 
     def library_state(self) -> tuple[str, str, list[tuple[str, int]], list[tuple[str, int]]]:
@@ -109,6 +110,7 @@ class Handlers:
             remove_document(db, doc.id, self.rt.settings.kv_dir)
             if self.rt.store.owns(doc.path):
                 self.rt.store.remove(doc.path)
+            self.rt.queue.unlocked.remove(doc.sha256)
             return f"Removed {doc.display_name}."
         if verb == "reindex":
             if not Path(doc.path).is_file():
@@ -170,10 +172,16 @@ class Handlers:
     def ask(self, question: str, scope: list[int] | None, conversation_id: int | None,
             session: str):
         """Yields (chat HTML, conversation id) while the answer streams."""
-        from engine.qa import Done, Stage, Token
+        from engine.qa import Done, QAConfig, QuestionError, Stage, Token, clean_question
 
         turns = self.turns(conversation_id)
-        live = TurnView("live", question.strip(), status="writing", stage=STAGE_WORDS["searching"])
+        try:    # checked first: a 100 KB paste is refused, not rendered
+            question = clean_question(question or "", QAConfig().max_question_chars)
+        except QuestionError as exc:
+            live = TurnView("live", "", status="error", reason=str(exc))
+            yield conversation_html(turns + [live]), conversation_id
+            return
+        live = TurnView("live", question, status="writing", stage=STAGE_WORDS["searching"])
         yield conversation_html(turns + [live]), conversation_id
         last = 0.0
         try:
@@ -224,7 +232,8 @@ class Handlers:
         return self.render_inspector(state), state
 
     def render_inspector(self, state: dict | None) -> str:
-        return inspector.render(self.rt.db(), state, self.rt.queue.password_for)
+        return inspector.render(self.rt.db(), state, self.rt.queue.password_for,
+                                self.rt.queue.unlocked)
 
     def page(self, state: dict | None, delta: int) -> tuple[str, dict | None]:
         state = inspector.navigate(self.rt.db(), state, delta)

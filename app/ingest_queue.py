@@ -213,16 +213,16 @@ class IngestQueue:
                          message=f"{item.name}: {reason}")
             self.store.remove(item.path)
             return
-        if item.replace_id is not None:
-            documents.remove_document(db, item.replace_id)
         self._update(item.id, state="parsing")
 
         def progress(event: Progress) -> None:
             if event.stage == "parse":
                 self._update(item.id, done=event.done, total=event.total)
 
+        # A re-index replaces the old version in the same transaction: a
+        # crash or a failure half-way keeps the old one whole.
         outcome = ingest_file(db, item.path, password=item.password, config=self.config,
-                              progress=progress)
+                              progress=progress, replace_id=item.replace_id)
         if outcome.status in ("added", "replaced"):
             if item.password:
                 with self._lock:

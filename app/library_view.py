@@ -51,6 +51,8 @@ def item_status(item: Item) -> tuple[str, str]:
         return "duplicate", item.message or "already in the library"
     if item.state == "stored":
         return "searchable", "searchable"
+    if item.state == "notice":
+        return "notice", item.message or ""
     return "error", error_text(item.error_code, item.message)
 
 

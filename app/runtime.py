@@ -23,13 +23,20 @@ def gradio_temp_dir(settings: Settings) -> Path:
 
 def prepare_environment(settings: Settings) -> None:
     """Before Gradio is imported: no analytics, uploads inside the data dir."""
+    # Forced, not defaulted: a person's shell settings must not switch on
+    # telemetry or downloads for a server that holds private documents.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     temp = gradio_temp_dir(settings)
     temp.mkdir(parents=True, exist_ok=True)
     clear_folder(settings.home / "tmp")   # leftovers of an earlier run
     temp.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(temp)
+    # Gradio also serves files under its examples cache (relative to the
+    # working directory by default): keep that inside the data dir too.
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(settings.home / "tmp" / "examples")
 
 
 @dataclass
@@ -69,7 +76,11 @@ class Runtime:
     def start(self, *, embed: bool = True, preload_model: bool = True) -> "Runtime":
         from storage import open_db
 
-        open_db(self.settings.db_path).close()   # create / migrate before serving
+        db = open_db(self.settings.db_path)     # create / migrate before serving
+        try:
+            self.recovery = self._recover(db, embed)
+        finally:
+            db.close()
         self.export_dir.mkdir(parents=True, exist_ok=True)
         if embed:
             from engine.embed_worker import BackgroundEmbedder
@@ -80,9 +91,30 @@ class Runtime:
                                                lambda: Embedder(config),
                                                dtype=self.settings.embedding_dtype).start()
         self.queue.start()
+        self._resume(self.recovery)
         if preload_model:
             self.answers.preload()
         return self
+
+    def _recover(self, db, embed: bool):
+        """The start-up check after an unclean stop (integrity, orphans,
+        interrupted embeddings and KV builds, uploads never indexed)."""
+        from engine.library import recover
+
+        model = self.settings.embedder_config().model_name if embed else None
+        return recover(db, embed_model=model, kv_root=self.settings.kv_dir,
+                       uploads_root=self.store.root)
+
+    def _resume(self, recovery) -> None:
+        """Tell the person what the check found, and queue again an upload
+        whose ingestion was cut off (a single file in its upload folder;
+        leftovers of a folder upload are only reported)."""
+        for message in recovery.messages():
+            self.queue.note("start-up check", "notice", message)
+        for path in recovery.unindexed_uploads:
+            if sum(1 for p in path.parent.iterdir() if p.is_file()) == 1 \
+                    and path.parent.parent == self.store.root:
+                self.queue.submit(path, path.name)
 
     def stop(self) -> None:
         self.queue.stop()

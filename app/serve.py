@@ -77,7 +77,7 @@ def build_app(settings: Settings, runtime=None):
 
     h = Handlers(runtime)
 
-    with gr.Blocks(title="Folio") as app:
+    with gr.Blocks(title="Folio", analytics_enabled=False) as app:
         conv = gr.State(None)
         insp = gr.State(None)
         library_sig = gr.State("")
@@ -147,11 +147,12 @@ def build_app(settings: Settings, runtime=None):
                                                                for line in probe().lines()))
                 model_status = gr.Markdown(elem_id="folio-model-status")
                 s = runtime.settings
-                model = gr.Textbox(label="Answer model: a .gguf file (empty: the bundled "
-                                         "Qwen2.5-Coder-0.5B)", value=str(s.model or ""))
+                model = gr.Textbox(label="Answer model: a .gguf file or a Hugging Face folder "
+                                         "(empty: the bundled Qwen2.5-Coder-0.5B)",
+                                   value=str(s.model or ""))
                 with gr.Row():
-                    backend = gr.Dropdown(["auto", "llama.cpp"], value=s.backend,
-                                          label="Backend (the sparse engine joins later)")
+                    backend = gr.Dropdown(["auto", "llama.cpp", "sparse"], value=s.backend,
+                                          label="Backend (sparse: cached KV, sparse attention)")
                     device = gr.Dropdown(["auto", "cpu", "gpu"], value=s.device, label="Device")
                     context = gr.Number(label="Context budget, tokens (0: adapt to this "
                                               "machine)", value=s.context_tokens or 0,
@@ -305,13 +306,32 @@ def build_app(settings: Settings, runtime=None):
     return app
 
 
+def private_paths(settings: Settings) -> list[str]:
+    """What Gradio must never serve, whatever else is allowed: the library
+    itself (database, stored uploads, caches, models, settings)."""
+    home = settings.home
+    db = settings.db_path
+    return [str(p) for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
+                             home / "uploads", settings.kv_dir, settings.models_dir,
+                             home / "settings.toml")]
+
+
 def launch_options(settings: Settings, host: str, port: int,
                    auth: list[tuple[str, str]] | None) -> dict:
+    """Gradio's launch arguments: only the exports folder (and Gradio's own
+    upload cache, inside the data dir) is served; URL fetching is refused."""
+    from starlette.middleware import Middleware
+
+    from .guard import LocalFilesOnly
+    from .runtime import gradio_temp_dir
     from .ui_assets import CSS, HEAD
 
     return dict(server_name=host, server_port=port, share=False, inbrowser=False,
                 auth=auth or None, max_file_size=settings.max_upload_mb * 2**20,
                 allowed_paths=[str(settings.home / "tmp" / "exports")],
+                blocked_paths=private_paths(settings),
+                app_kwargs={"middleware": [Middleware(LocalFilesOnly,
+                                                      upload_dir=gradio_temp_dir(settings))]},
                 ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
                 footer_links=["api"], css=CSS, head=HEAD, show_error=True,
                 auth_message="Folio: sign in to reach this library" if auth else None)

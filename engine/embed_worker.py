@@ -61,11 +61,13 @@ class BackgroundEmbedder:
 
     def __init__(self, db_path: Path, model_name: str,
                  make_embedder: Callable[[], Embedder], *,
-                 dtype: str = "float32", progress: ProgressFn = no_progress):
+                 dtype: str = "float32", batch: int = 128,
+                 progress: ProgressFn = no_progress):
         self.db_path = Path(db_path)
         self.model_name = model_name
         self.make_embedder = make_embedder
         self.dtype = dtype
+        self.batch = batch      # segments per committed transaction
         self.progress = progress
         self.error: str | None = None
         self._wake = threading.Event()
@@ -100,16 +102,19 @@ class BackgroundEmbedder:
                 self._wake.clear()
                 if self._stop.is_set():
                     break
-                if store.count_pending(db, self.model_name):
-                    embedder = embedder or self.make_embedder()
-                    embed_pending(db, embedder, dtype=self.dtype, progress=self.progress,
-                                  stop=self._stop)
-                else:
-                    store.mark_ready(db, self.model_name)
+                try:
+                    if store.count_pending(db, self.model_name):
+                        embedder = embedder or self.make_embedder()
+                        embed_pending(db, embedder, dtype=self.dtype, batch=self.batch,
+                                      progress=self.progress, stop=self._stop)
+                    else:
+                        store.mark_ready(db, self.model_name)
+                    self.error = None
+                except Exception as exc:
+                    # Report, never kill the app, and stay alive: after a full
+                    # disk is freed the next wake resumes where this stopped.
+                    self.error = f"background embedding stopped: {exc}"
                 if not self._wake.is_set():
                     self._idle.set()
-        except Exception as exc:  # report, never kill the app
-            self.error = f"background embedding stopped: {exc}"
-            self._idle.set()
         finally:
             db.close()

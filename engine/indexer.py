@@ -18,6 +18,7 @@ from ingest.hashing import sha256_file
 from ingest.progress import Progress, ProgressFn, no_progress
 from ingest.walk import Skipped, summarize, walk_paths
 from storage import documents
+from storage.errors import StorageFull
 
 Status = Literal["added", "replaced", "duplicate", "error"]
 
@@ -58,8 +59,13 @@ class IngestReport:
 
 def ingest_file(db: sqlite_utils.Database, path: Path, *, password: str | None = None,
                 config: IngestConfig | None = None,
-                progress: ProgressFn = no_progress) -> IngestOutcome:
-    """Ingest one file; never raises for a bad file, the outcome says why."""
+                progress: ProgressFn = no_progress,
+                replace_id: int | None = None) -> IngestOutcome:
+    """Ingest one file; never raises for a bad file, the outcome says why.
+
+    `replace_id` re-indexes that document: the new version replaces it in
+    the same transaction, so a crash or a failure keeps the old one whole.
+    """
     started = time.perf_counter()
     path = Path(path).resolve()
     try:
@@ -68,13 +74,14 @@ def ingest_file(db: sqlite_utils.Database, path: Path, *, password: str | None =
     except OSError as exc:
         return IngestOutcome(path, "error", f"{path.name}: cannot read the file ({exc.strerror})",
                              error_code="unreadable")
-    same = documents.find_by_sha256(db, sha)
+    previous = documents.get_document(db, replace_id) if replace_id is not None else None
+    same = documents.find_by_sha256(db, sha, exclude_id=previous.id if previous else None)
     if same is not None:
         where = "" if same.path == str(path) else f" (from {same.path})"
         return IngestOutcome(path, "duplicate",
                              f"{path.name}: already indexed as #{same.id} {same.display_name}{where}",
                              document_id=same.id)
-    previous = documents.find_by_path(db, path)
+    previous = previous or documents.find_by_path(db, path)
     try:
         parsed = parse_file(path, password=password, config=config, progress=progress)
     except IngestError as exc:
@@ -83,8 +90,14 @@ def ingest_file(db: sqlite_utils.Database, path: Path, *, password: str | None =
         return _failure(db, path, sha, size, "internal",
                         f"{path.name}: unexpected error while reading ({type(exc).__name__}: {exc})",
                         started)
-    doc_id = documents.store_document(db, parsed,
-                                      replace_id=previous.id if previous else None)
+    try:
+        doc_id = documents.store_document(db, parsed,
+                                          replace_id=previous.id if previous else None)
+    except StorageFull as exc:
+        # Rolled back: the library is as before. No failure row either, since
+        # there is no room for one and the file itself is not at fault.
+        return IngestOutcome(path, "error", f"{path.name}: {exc}", error_code=StorageFull.code,
+                             seconds=time.perf_counter() - started)
     status: Status = "replaced" if previous else "added"
     unit = f"{len(parsed.pages)} pages, " if parsed.pages else ""
     return IngestOutcome(path, status,
@@ -97,9 +110,12 @@ def ingest_file(db: sqlite_utils.Database, path: Path, *, password: str | None =
 
 def _failure(db: sqlite_utils.Database, path: Path, sha: str, size: int, code: str,
              message: str, started: float) -> IngestOutcome:
-    doc_id = documents.record_failure(db, path, display_name=path.name, sha256=sha,
-                                      size=size, kind=detect_kind(path) or "unknown",
-                                      error_code=code, error=message)
+    try:
+        doc_id = documents.record_failure(db, path, display_name=path.name, sha256=sha,
+                                          size=size, kind=detect_kind(path) or "unknown",
+                                          error_code=code, error=message)
+    except StorageFull:
+        doc_id = None   # the outcome still says why; the disk has no room to remember it
     return IngestOutcome(path, "error", message, document_id=doc_id, error_code=code,
                          seconds=time.perf_counter() - started)
 

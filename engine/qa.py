@@ -38,6 +38,13 @@ SYSTEM_PROMPT = (
     "Reply in one or two sentences and cite the source after each sentence like [1]. "
     "Copy names, numbers and code identifiers exactly.")
 
+# The sparse backend reads whole documents from their cached KV: there are
+# no numbered sources to cite, so the citation step aligns every sentence,
+# helped by the attention each source received.
+SPARSE_SYSTEM_PROMPT = (
+    "You are Folio. Answer the user's question using only the document excerpts below. "
+    "Reply in one or two sentences. Copy names, numbers and code identifiers exactly.")
+
 _FOLLOW_UP = frozenset("it its it's this that these those they them their there he she his "
                        "her same above previous former latter one ones".split())
 
@@ -50,6 +57,29 @@ class QAConfig:
     context_tokens: int | None = None   # fixed budget for sources; None = adapt
     min_context_tokens: int = 400   # below this an answer rarely has its evidence
     history_turns: int = 2          # earlier turns used to complete a follow-up question
+    max_question_chars: int = 4_000  # a question, not a pasted document
+
+
+class QuestionError(ValueError):
+    """A question that cannot be asked as given; the message says why, in
+    words for the person (the CLI and the UI show it as it is)."""
+
+
+# C0/C1 control characters (tab and newline stay: pasted code keeps its
+# shape) and lone surrogates, which SQLite cannot even store.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """The question with control characters turned into spaces and outer
+    whitespace removed; raises QuestionError when empty or too long."""
+    text = _CONTROL.sub(" ", question).strip()
+    if not text:
+        raise QuestionError("the question is empty")
+    if len(text) > max_chars:
+        raise QuestionError(f"the question is {len(text):,} characters long; the limit is "
+                            f"{max_chars:,}: ask about one thing, quoting only what is needed")
+    return text
 
 
 @dataclass
@@ -78,6 +108,7 @@ class SourceUsage:
     score: float
     text: str
     pages: list[int] = field(default_factory=list)   # every page its segments lie on
+    attention: float | None = None  # share of the answer's attention (sparse backend)
 
 
 @dataclass
@@ -102,6 +133,7 @@ class AnswerResult:
     status: str = "done"            # "stopped" when the user stopped it
     conversation_id: int | None = None
     turn_id: int | None = None
+    kv: dict | None = None          # sparse backend: documents read, cache builds, tokens
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -186,6 +218,10 @@ class Answerer:
         """Tokens for the sources: what the window leaves after the prompt,
         question and answer reserve, capped by what prefills in the target
         time on this machine (never below a useful minimum)."""
+        if self.reads_documents:
+            # Documents are read from cached KV: time to first token no
+            # longer grows with the sources, only the selector's reach does.
+            return self.config.context_tokens or self.backend.options.candidate_tokens
         overhead = self.backend.prompt_tokens(self.messages("", question))
         window = max(0, self.backend.n_ctx - overhead - self.config.answer_tokens)
         if self.config.context_tokens is not None:
@@ -195,6 +231,42 @@ class Answerer:
             return window
         affordable = int(rate * self.config.target_ttft_s) - overhead
         return min(window, max(self.config.min_context_tokens, affordable))
+
+    @property
+    def reads_documents(self) -> bool:
+        """The backend answers over cached documents (the sparse engine)."""
+        return bool(getattr(self.backend, "reads_documents", False))
+
+    def generate(self, messages: list[dict], selection: Selection, question: str,
+                 stop_event: threading.Event | None):
+        if self.reads_documents:
+            return self.backend.stream_sources(
+                self.db, selection.sources, question, SPARSE_SYSTEM_PROMPT,
+                max_tokens=self.config.answer_tokens, stop_event=stop_event)
+        return self.backend.stream(messages, max_tokens=self.config.answer_tokens,
+                                   stop_event=stop_event)
+
+    def attention_by_label(self, selection: Selection) -> dict[int, float] | None:
+        """Share of the answer's attention that each source received."""
+        mass = getattr(self.backend, "last_segment_mass", None) if self.reads_documents else None
+        if not mass:
+            return None
+        per = {s.label: sum(mass.get(seg.id, 0.0) for seg in s.segments)
+               for s in selection.sources}
+        total = sum(per.values()) or 1.0
+        return {label: value / total for label, value in per.items()}
+
+    def _check_fits(self, question: str) -> None:
+        """A question that leaves no room for its answer in the model's
+        window is refused before any work, with the numbers."""
+        if self.reads_documents:   # the sparse engine sizes its own window
+            return
+        overhead = self.backend.prompt_tokens(self.messages("", question))
+        if overhead + self.config.answer_tokens > self.backend.n_ctx:
+            raise QuestionError(
+                f"the question is too long for the model: with the instructions it takes "
+                f"{overhead:,} tokens, and {self.config.answer_tokens} more are kept for the "
+                f"answer, but the model's window holds {self.backend.n_ctx:,}")
 
     # -- prompt ---------------------------------------------------------
     @staticmethod
@@ -228,13 +300,14 @@ class Answerer:
         from .select import render_sources
 
         started = time.perf_counter()
-        question = question.strip()
+        question = clean_question(question, self.config.max_question_chars)
         history = []
         if conversation_id is not None:
             turns = chats.get_turns(self.db, conversation_id)
             history = [t.search_query or t.question for t in turns][-self.config.history_turns:]
         query = search_query_for(question, history)
         yield Stage("searching", query)
+        self._check_fits(question)
         budget = self.budget(question)
         selection = self.select(question, query, document_ids, budget)
         yield Stage("selecting", f"{len(selection.sources)} sources, "
@@ -247,8 +320,7 @@ class Answerer:
         with self._lock:
             yield Stage("reading", f"{prompt_tokens} prompt tokens")
             if selection.sources:
-                stream = self.backend.stream(messages, max_tokens=self.config.answer_tokens,
-                                             stop_event=stop_event)
+                stream = self.generate(messages, selection, question, stop_event)
                 for piece in stream:
                     if ttft is None:
                         ttft = time.perf_counter() - started
@@ -262,7 +334,11 @@ class Answerer:
                 self.observe_prefill(getattr(self.backend, "last_stats", None))
         raw = "".join(pieces).strip()
         yield Stage("citing")
-        cited: CitedAnswer = self.citer.cite(raw, selection.sources)
+        attention = self.attention_by_label(selection)
+        cited: CitedAnswer = self.citer.cite(raw, selection.sources, attention)
+        if not selection.sources and selection.dropped:
+            cited.reason = (f"no passage fits the context budget of {budget} tokens "
+                            f"({len(selection.dropped)} found); allow more context tokens")
         if ttft is None:
             ttft = time.perf_counter() - started
         result = AnswerResult(
@@ -275,9 +351,17 @@ class Answerer:
             context_tokens=selection.used_tokens, steps=selection.steps,
             ttft_s=round(ttft, 3), total_s=round(time.perf_counter() - started, 3),
             prompt_tokens=prompt_tokens, answer_tokens=self.backend.count_tokens(raw) if raw else 0,
-            model=self.backend.info.name, status=status)
+            model=self.backend.info.name, status=status,
+            kv=self.kv_report() if selection.sources else None)
+        if attention:
+            for usage in result.sources:
+                usage.attention = round(attention.get(usage.label, 0.0), 4)
         self._store(result, conversation_id, document_ids)
         yield Done(result)
+
+    def kv_report(self) -> dict | None:
+        report = getattr(self.backend, "last_report", None) if self.reads_documents else None
+        return asdict(report) if report is not None else None
 
     def _store(self, result: AnswerResult, conversation_id: int | None,
                document_ids: list[int] | None) -> None:
@@ -286,7 +370,7 @@ class Answerer:
         metadata = {k: v for k, v in result.to_json().items()
                     if k in ("sources", "budget", "context_tokens", "steps", "ttft_s",
                              "total_s", "prompt_tokens", "answer_tokens", "sentences",
-                             "raw_text", "reason")}
+                             "raw_text", "reason", "kv")}
         result.conversation_id = conversation_id
         result.turn_id = chats.add_turn(
             self.db, conversation_id, question=result.question,

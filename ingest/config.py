@@ -22,6 +22,13 @@ class IngestConfig:
     max_text_bytes: int = 2_000_000   # code / text files above this are skipped
     max_pdf_bytes: int = 1_000_000_000
     max_pdf_pages: int = 20_000
+    # Per-document budget, so one pathological PDF cannot stall a batch: a
+    # page with more characters than this (a "glyph bomb") is kept without
+    # its text, and parsing that runs past the time limit is abandoned.
+    # A dense real page has ~15,000 characters; the slowest real manual
+    # parses at ~150 pages/s, so 20,000 pages fit well inside 600 s.
+    max_page_chars: int = 200_000
+    max_seconds_per_document: float | None = 600.0
     ocr: bool | None = None           # None: OCR when tesseract is installed
     ocr_language: str = "eng"
     find_tables: bool = True

@@ -53,3 +53,7 @@ class UnreadableEncoding(IngestError):
 
 class TooLarge(IngestError):
     code = "too-large"
+
+
+class TimeLimitExceeded(IngestError):
+    code = "time-limit"

@@ -7,6 +7,7 @@ from dataclasses import fields
 import sqlite_utils
 
 from .documents import _now
+from .errors import no_space_is_reported
 from .records import CitationRecord, ConversationRecord, TurnRecord
 
 _CITATION_COLUMNS = [f.name for f in fields(CitationRecord) if f.name != "id"]
@@ -28,7 +29,7 @@ def add_turn(db: sqlite_utils.Database, conversation_id: int, *, question: str,
              status: str = "done") -> int:
     """Store one question and answer with its citations in one transaction."""
     now = _now()
-    with db.atomic():
+    with no_space_is_reported("saving the answer"), db.atomic():
         ordinal = db.execute(
             "SELECT COALESCE(MAX(ordinal), -1) + 1 FROM turns WHERE conversation_id = ?",
             [conversation_id]).fetchone()[0]

@@ -9,6 +9,7 @@ import sqlite_utils
 
 from ingest.model import ParsedDocument
 
+from .errors import no_space_is_reported
 from .records import SECTION_SEPARATOR, DocumentRecord, PageRecord
 
 STATUS_SEARCHABLE = "searchable"   # text stored and in the BM25 index
@@ -26,11 +27,11 @@ def store_document(db: sqlite_utils.Database, parsed: ParsedDocument, *,
 
     When `replace_id` is given the old version is removed in the same
     transaction, so readers see either the old or the new document, never
-    both and never a half-written one.
+    both and never a half-written one. A full disk raises StorageFull.
     """
     now = _now()
     lines = parsed.text.count("\n") + 1 if parsed.text else 0
-    with db.atomic():
+    with no_space_is_reported(f"storing {parsed.display_name}"), db.atomic():
         if replace_id is not None:
             _delete(db, replace_id)
         # A failed earlier attempt at this path is superseded by this one.
@@ -69,7 +70,7 @@ def record_failure(db: sqlite_utils.Database, path: Path, *, display_name: str,
     """Remember that a file could not be ingested, so the library can show
     why; a later successful ingest of the same path replaces this row."""
     now = _now()
-    with db.atomic():
+    with no_space_is_reported(f"recording why {display_name} failed"), db.atomic():
         db.execute("DELETE FROM documents WHERE path = ? AND status = ?",
                    [str(path), STATUS_ERROR])
         cursor = db.execute(
@@ -122,8 +123,11 @@ def get_document(db: sqlite_utils.Database, doc_id: int) -> DocumentRecord | Non
     return found[0] if found else None
 
 
-def find_by_sha256(db: sqlite_utils.Database, sha256: str) -> DocumentRecord | None:
-    found = _records(db, "WHERE sha256 = ? AND status != ?", [sha256, STATUS_ERROR])
+def find_by_sha256(db: sqlite_utils.Database, sha256: str, *,
+                   exclude_id: int | None = None) -> DocumentRecord | None:
+    """A stored document with this content; `exclude_id` is one being replaced."""
+    found = _records(db, "WHERE sha256 = ? AND status != ? AND id IS NOT ?",
+                     [sha256, STATUS_ERROR, exclude_id])
     return found[0] if found else None
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import sqlite_utils
 
 from .documents import STATUS_READY, STATUS_SEARCHABLE, _now
+from .errors import no_space_is_reported
 
 
 @dataclass
@@ -60,7 +61,7 @@ def save_embeddings(db: sqlite_utils.Database, model: str, ids: list[int],
     for segment_id, vector in zip(ids, vectors):
         blob, scale = _encode(vector, dtype)
         rows.append((segment_id, model, int(vector.shape[-1]), dtype, scale, blob, segment_id))
-    with db.atomic():
+    with no_space_is_reported(f"storing the embeddings of {len(rows)} segments"), db.atomic():
         before = db.conn.total_changes
         db.conn.executemany(
             """INSERT OR REPLACE INTO embeddings (segment_id, model, dim, dtype, scale, vector)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from .documents import _now
+from .errors import no_space_is_reported
 
 STATUS_WRITING = "writing"   # the folder is being built; not usable yet
 STATUS_READY = "ready"
@@ -51,7 +52,7 @@ def upsert_kv_cache(db: sqlite_utils.Database, *, document_id: int, model: str, 
                     metadata: dict | None = None) -> int | None:
     """Insert or replace the cache row of (document, model); returns its id, or
     None when the document no longer exists (removed while prefilling)."""
-    with db.atomic():
+    with no_space_is_reported(f"recording the KV cache of document {document_id}"), db.atomic():
         if db.execute("SELECT 1 FROM documents WHERE id = ?", [document_id]).fetchone() is None:
             return None
         db.execute(

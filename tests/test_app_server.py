@@ -1,26 +1,13 @@
-"""Server options: loopback by default, --auth to bind wider, settings saved
-from the panel, and the API surface kept to ingest, ask and list."""
+"""Server options: --auth logins, settings saved from the panel, and the API
+surface kept to ingest, ask and list (binding rules: tests/reliability/test_exposure.py)."""
 from __future__ import annotations
 
 import click
 import pytest
-from click.testing import CliRunner
 
-from app.cli import cli
-from app.serve import check_bind, parse_auth
+from app.serve import parse_auth
 from app.settings import Settings
 from app.settings_panel import apply_settings
-
-
-def test_wide_binds_need_a_login(tmp_path):
-    with pytest.raises(click.ClickException, match="refusing to bind 0.0.0.0 without a "
-                                                   "password.*--auth"):
-        check_bind("0.0.0.0", [])
-    check_bind("0.0.0.0", [("me", "pw")])
-    check_bind("127.0.0.1", [])
-    check_bind("localhost", [])
-    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0"])
-    assert result.exit_code != 0 and "--auth" in result.output
 
 
 def test_auth_values_and_files(tmp_path):
@@ -51,7 +38,15 @@ def test_settings_panel_validates_and_saves(tmp_path):
     assert "not a .gguf" in apply_settings(settings, str(tmp_path / "w.bin"), "auto", "auto",
                                            0, 5)[0]
     assert apply_settings(settings, "", "auto", "auto", 50, 5)[1] is None   # budget too small
-    assert apply_settings(settings, "", "sparse", "auto", 0, 5)[1] is None
+    assert apply_settings(settings, "", "vllm", "auto", 0, 5)[1] is None
+    assert apply_settings(settings, "", "sparse", "gpu", 0, 5)[1].backend == "sparse"
+    hf = tmp_path / "hf-model"
+    hf.mkdir()
+    assert "without config.json" in apply_settings(settings, str(hf), "sparse", "auto", 0, 5)[0]
+    (hf / "config.json").write_text("{}")
+    assert "llama.cpp needs a .gguf" in apply_settings(settings, str(hf), "llama.cpp", "auto",
+                                                       0, 5)[0]
+    assert apply_settings(settings, str(hf), "sparse", "auto", 0, 5)[1].model == hf
 
 
 @pytest.mark.slow

@@ -97,6 +97,7 @@ class SparseBackend(Backend):
              options: SparseOptions | None = None) -> "SparseBackend":
         import torch
         from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         from engine.hardware import physical_cores
         from engine.sparse import EngineConfig, SparseConfig, SparseEngine
@@ -108,6 +109,7 @@ class SparseBackend(Backend):
         if not path.exists():
             raise ModelNotFoundError(f"no model at {path}")
         device = pick_device(config.device)
+        hf_logging.disable_progress_bar()     # GGUF reading draws bars: noise in the CLI
         if device == "cpu":
             torch.set_num_threads(config.n_threads or physical_cores())
         try:

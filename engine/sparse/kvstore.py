@@ -9,9 +9,12 @@ Layout of one cache folder (`<kv_root>/<model-id>/<key>/`):
 - `representatives.pt`: the per-block summaries used for scoring;
 - `meta.json`: the layout, written last.
 
-A cache is built in a hidden temporary folder beside its final place and
-renamed into place when complete, so a crash never leaves a half-written
-cache where a reader would find it. Opening maps the files (numpy memmap,
+A cache is built in a hidden temporary folder beside its final place, named
+after the writing process, and renamed into place when complete, so a crash
+never leaves a half-written cache where a reader would find it and a sweep
+can tell a killed build's leftovers from a build in progress. Files are
+allocated in full before they are mapped: on a full disk that fails with a
+clear error instead of a SIGBUS half-way through the prefill. Opening maps the files (numpy memmap,
 copy-on-write so nothing ever writes back): on a CPU the blocks are read
 straight from the page cache; on a GPU they can be copied once into pinned
 host memory ("pinned") or onto the device ("device").
@@ -22,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -32,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from storage.errors import is_no_space
+
 from .model import Transformer, apply_rope, causal_mask, rope_cos_sin
 from .representatives import BlockRepresentatives, block_bounds, layer_centroids
 
@@ -40,6 +46,7 @@ KV_DTYPES = {"float32": (np.float32, torch.float32),
              "float16": (np.float16, torch.float16),
              "bfloat16": (np.uint16, torch.bfloat16)}   # numpy has no bf16: stored as raw bits
 PLACEMENTS = ("mmap", "pinned", "device")
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
 
 
 class KVCacheError(RuntimeError):
@@ -128,6 +135,41 @@ class KVCache:
 
 def _map(path: Path, layout: KVLayout, mode: str) -> np.memmap:
     return np.memmap(path, dtype=KV_DTYPES[layout.dtype][0], mode=mode, shape=layout.shape)
+
+
+def _create(path: Path, layout: KVLayout) -> np.memmap:
+    """A new block file, its blocks allocated before it is mapped. Writing
+    through a map into a sparse file kills the process (SIGBUS) when the
+    disk fills; allocating first turns that into an OSError here."""
+    nbytes = layout.layer_bytes // 2
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and is_no_space(exc):
+                raise
+            os.ftruncate(fd, nbytes)    # no fallocate here: a sparse file it is
+    finally:
+        os.close(fd)
+    return _map(path, layout, "r+")
+
+
+def temp_dir(final: Path) -> Path:
+    """The hidden sibling a cache is written in, named after this process."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def temp_writer(folder: Path) -> int | None:
+    """The process id a temporary cache folder was written by, if it is one."""
+    found = _TEMP_NAME.match(folder.name)
+    return int(found.group(1)) if found else None
+
+
+def _no_space(path: Path, layout: KVLayout, exc: OSError) -> KVCacheError:
+    return KVCacheError(f"writing the KV cache {path.name} failed: no space left on the disk "
+                        f"({layout.nbytes:,} bytes of keys and values needed; {exc}); "
+                        f"free some space and ask again")
 
 
 def _as_torch(array: np.ndarray, dtype: str) -> Tensor:
@@ -256,11 +298,11 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
     layout = KVLayout(len(tokens), config.block_size, cfg.n_layers, cfg.n_kv_heads,
                       cfg.head_dim, config.dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_dir(path)
     tmp.mkdir()
     try:
-        k_maps = [_map(tmp / f"k_{i}.bin", layout, "w+") for i in range(cfg.n_layers)]
-        v_maps = [_map(tmp / f"v_{i}.bin", layout, "w+") for i in range(cfg.n_layers)]
+        k_maps = [_create(tmp / f"k_{i}.bin", layout) for i in range(cfg.n_layers)]
+        v_maps = [_create(tmp / f"v_{i}.bin", layout) for i in range(cfg.n_layers)]
         attn = _PrefillAttention(model, layout, k_maps, v_maps)
         ids = torch.tensor(tokens, dtype=torch.long, device=model.device)
         for start in range(0, len(tokens), config.chunk):
@@ -277,6 +319,11 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
                 "tokens_sha256": tokens_hash(tokens), "metadata": metadata}
         _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))
         _replace_dir(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_no_space(exc):
+            raise _no_space(path, layout, exc) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -330,22 +377,28 @@ def random_cache(path: Path | str | None, layout: KVLayout, *, seed: int = 0,
         return KVCache(Path("<memory>"), layout, keys, values, reps, placement, "random",
                        {"random": True})
     path = Path(path)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_dir(path)
     tmp.mkdir(parents=True)
-    k_maps = []
-    for i in range(layout.layers):
-        for name in ("k", "v"):
-            m = _map(tmp / f"{name}_{i}.bin", layout, "w+")
-            x = torch.randn(layout.shape, generator=gen).to(KV_DTYPES[layout.dtype][1])
-            m[:] = (x.view(torch.uint16) if layout.dtype == "bfloat16" else x).numpy()
-            m.flush()
-            if name == "k":
-                k_maps.append(m)
-    _representatives(k_maps, layout, 0).save(tmp / "representatives.pt")
-    meta = {"format": FORMAT_VERSION, "layout": asdict(layout), "tokens_sha256": "random",
-            "metadata": {"random": True}}
-    _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))
-    _replace_dir(tmp, path)
+    try:
+        k_maps = []
+        for i in range(layout.layers):
+            for name in ("k", "v"):
+                m = _create(tmp / f"{name}_{i}.bin", layout)
+                x = torch.randn(layout.shape, generator=gen).to(KV_DTYPES[layout.dtype][1])
+                m[:] = (x.view(torch.uint16) if layout.dtype == "bfloat16" else x).numpy()
+                m.flush()
+                if name == "k":
+                    k_maps.append(m)
+        _representatives(k_maps, layout, 0).save(tmp / "representatives.pt")
+        meta = {"format": FORMAT_VERSION, "layout": asdict(layout), "tokens_sha256": "random",
+                "metadata": {"random": True}}
+        _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))
+        _replace_dir(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and is_no_space(exc):
+            raise _no_space(path, layout, exc) from exc
+        raise
     return open_cache(path, device=device, placement=placement)
 
 

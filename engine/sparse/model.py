@@ -19,6 +19,9 @@ matmuls for many rows.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,13 +305,12 @@ def load_hf_model(path: Path | str):
     if path.suffix != ".gguf" or not path.is_file():
         raise FileNotFoundError(f"no GGUF file or model directory at {path}")
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()     # a progress bar per load is noise in the CLI
 
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
+    with contextlib.redirect_stderr(io.StringIO()):   # its own tqdm bar: noise in the CLI
+        tensors = load_gguf_checkpoint(str(path), return_tensors=True,
+                                       model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if unexpected or any(m != "lm_head.weight" for m in missing):
         raise ValueError(f"GGUF {path.name}: missing {missing}, unexpected {unexpected}")

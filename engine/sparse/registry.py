@@ -5,10 +5,13 @@ document deletes the row (ON DELETE CASCADE) but not the files, since SQL
 cannot touch the disk. `sweep_orphans` removes every folder no row points
 at, plus leftovers of interrupted builds, so deleting a document deletes
 its KV files at the next sweep (the app runs one at start-up and after
-removals).
+removals). `recover` is the start-up pass after a crash: it also drops rows
+whose folder never became (or no longer is) a complete cache, so rows and
+folders agree both ways.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,9 +20,10 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from storage.kv_caches import STATUS_WRITING, referenced_paths, upsert_kv_cache
+from storage.kv_caches import (STATUS_WRITING, delete_kv_cache, list_kv_caches,
+                               referenced_paths, upsert_kv_cache)
 
-from .kvstore import KVCache
+from .kvstore import KVCache, temp_writer
 
 if TYPE_CHECKING:
     from .generate import SparseEngine
@@ -31,6 +35,20 @@ TMP_GRACE_S = 3600.0   # a temporary folder younger than this may still be being
 class SweepResult:
     removed: list[Path] = field(default_factory=list)
     freed_bytes: int = 0
+    dropped_rows: list[int] = field(default_factory=list)   # kv_caches ids (recover only)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether a process with this id still runs (None: unknown, assume so)."""
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def register(db: sqlite_utils.Database, document_id: int, model_id: str,
@@ -52,7 +70,7 @@ def reserve(db: sqlite_utils.Database, document_id: int, model_id: str,
     return upsert_kv_cache(
         db, document_id=document_id, model=model_id, path=str(Path(path).resolve()),
         block_size=0, tokens=0, layers=0, kv_heads=0, head_dim=0, dtype="", bytes=0,
-        status=STATUS_WRITING)
+        status=STATUS_WRITING, metadata={"writer_pid": os.getpid()})
 
 
 def prefill_for_document(engine: "SparseEngine", db: sqlite_utils.Database, document_id: int,
@@ -63,7 +81,12 @@ def prefill_for_document(engine: "SparseEngine", db: sqlite_utils.Database, docu
     path = engine.cache_path(key)
     if reserve(db, document_id, engine.model_id, path) is None:
         return None
-    cache = engine.prefill_document(tokens, key)
+    try:
+        cache = engine.prefill_document(tokens, key)
+    except Exception:
+        # A failed build (a full disk) leaves no folder; nor may it leave a row.
+        delete_kv_cache(db, document_id, engine.model_id)
+        raise
     if register(db, document_id, engine.model_id, cache) is None:
         shutil.rmtree(cache.path, ignore_errors=True)
         return None
@@ -90,9 +113,32 @@ def sweep_orphans(db: sqlite_utils.Database, kv_root: Path | str, *,
             if not folder.is_dir() or str(folder.resolve()) in keep:
                 continue
             if folder.name.startswith(".") and ".tmp-" in folder.name \
-                    and now - folder.stat().st_mtime < tmp_grace_s:
-                continue    # a build in progress
+                    and now - folder.stat().st_mtime < tmp_grace_s \
+                    and _alive(temp_writer(folder)):
+                continue    # a build in progress (its writer was not killed)
             result.freed_bytes += _size(folder)
             shutil.rmtree(folder, ignore_errors=True)
             result.removed.append(folder)
+    return result
+
+
+def recover(db: sqlite_utils.Database, kv_root: Path | str) -> SweepResult:
+    """After a crash: drop rows whose cache is unusable, then sweep.
+
+    A 'writing' row whose writer is gone never got its cache; a row whose
+    folder has no meta.json lost it (killed while a cache was being
+    replaced). Both caches are rebuilt on demand, so dropping is safe.
+    """
+    dropped = []
+    for row in list_kv_caches(db):
+        complete = (Path(row.path) / "meta.json").is_file()
+        writer = row.metadata.get("writer_pid")
+        # Rows reserved before writers were recorded count as stale when incomplete.
+        stale_build = row.status == STATUS_WRITING and (
+            not complete if writer is None else not _alive(writer))
+        if (row.status != STATUS_WRITING and not complete) or stale_build:
+            delete_kv_cache(db, row.document_id, row.model)
+            dropped.append(row.id)
+    result = sweep_orphans(db, kv_root)
+    result.dropped_rows = dropped
     return result

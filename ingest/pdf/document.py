@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import pymupdf
 
+from ..budget import Deadline
 from ..config import IngestConfig
 from ..errors import IngestError
 from ..hashing import sha256_file
@@ -30,7 +31,7 @@ from .headings import SectionTracker, font_stats, sample_pages
 from .lines import Line, extract_lines
 from .ocr import ocr_enabled, tesseract_path
 from .open import open_document, open_pdf
-from .page import PageContext, PageResult, failed_page, page_dict, parse_page
+from .page import DensePage, PageContext, PageResult, failed_page, page_dict, parse_page
 
 PARALLEL_MIN_PAGES = 150   # below this a pool's start-up is not worth it
 WORKERS = 2
@@ -55,14 +56,19 @@ def _toc_by_page(doc: pymupdf.Document, warnings: list[str]) -> dict[int, list[t
     return out
 
 
-def _sample(doc: pymupdf.Document,
-            cache: dict[int, dict[str, Any]] | None) -> Iterator[tuple[list[Line], float]]:
+def _sample(doc: pymupdf.Document, cache: dict[int, Any] | None,
+            max_chars: int, deadline: Deadline) -> Iterator[tuple[list[Line], float]]:
     """Yield (lines, height) of the sampled pages; keep their dicts in `cache`."""
     for i in sample_pages(doc.page_count):
+        deadline.check(f"while sampling page {i + 1} for typography")
         try:
             page = doc[i]
-            raw = page_dict(page)
-        except Exception:
+            raw = page_dict(page, max_chars)
+        except DensePage as exc:   # not counted twice: the page is failed with this
+            if cache is not None:
+                cache[i] = exc
+            continue
+        except Exception:          # an unreadable page says so when parsed
             continue
         if cache is not None:
             cache[i] = raw
@@ -73,12 +79,14 @@ def _sample(doc: pymupdf.Document,
 
 
 def _parse_one(doc: pymupdf.Document, index: int, ctx: PageContext,
-               raw: dict[str, Any] | None = None) -> PageResult:
+               raw: dict[str, Any] | DensePage | None = None) -> PageResult:
     try:
         page = doc[index]
     except Exception as exc:
         return failed_page(index + 1, 0.0, 0.0, 0, exc)
     try:
+        if isinstance(raw, DensePage):   # found while sampling
+            raise raw
         return parse_page(page, ctx, raw)
     except Exception as exc:
         try:
@@ -155,14 +163,14 @@ def _parallel(path: Path, password: str | None, doc: pymupdf.Document, ctx: Page
 
 
 def _serial(doc: pymupdf.Document, ctx: PageContext, pages: Sequence[int],
-            cache: dict[int, dict[str, Any]]) -> Iterator[PageResult]:
+            cache: dict[int, Any]) -> Iterator[PageResult]:
     for i in pages:
         yield _parse_one(doc, i, ctx, cache.pop(i, None))
 
 
 def _iter_pages(path: Path, password: str | None, doc: pymupdf.Document,
                 ctx: PageContext, pages: Sequence[int],
-                cache: dict[int, dict[str, Any]], workers: int | None) -> Iterator[PageResult]:
+                cache: dict[int, Any], workers: int | None) -> Iterator[PageResult]:
     if workers is None:
         workers = WORKERS if (len(pages) >= PARALLEL_MIN_PAGES
                               and _available_cpus() >= 2) else 1
@@ -173,8 +181,8 @@ def _iter_pages(path: Path, password: str | None, doc: pymupdf.Document,
 
 
 def _context(doc: pymupdf.Document, config: IngestConfig, warnings: list[str],
-             cache: dict[int, dict[str, Any]] | None) -> PageContext:
-    stats = font_stats(_sample(doc, cache))
+             cache: dict[int, Any] | None, deadline: Deadline) -> PageContext:
+    stats = font_stats(_sample(doc, cache, config.max_page_chars, deadline))
     return PageContext(config=config, stats=stats, toc=_toc_by_page(doc, warnings),
                        ocr=ocr_enabled(config) and tesseract_path() is not None)
 
@@ -213,33 +221,42 @@ def parse_pdf(path: Path, *, password: str | None = None,
     """Parse a PDF into pages (text in reading order) and segments.
 
     Raises PasswordRequired, WrongPassword, CorruptFile, EmptyDocument or
-    TooLarge (all naming the file). `workers` overrides the automatic choice
-    between serial and parallel parsing (1 forces serial).
+    TooLarge or TimeLimitExceeded (all naming the file). `workers`
+    overrides the automatic choice between serial and parallel parsing (1
+    forces serial).
     """
     config = config or IngestConfig()
     path = Path(path)
+    deadline = Deadline(path, config.max_seconds_per_document)
     opened = open_pdf(path, password, config)
     doc = opened.doc
     warnings = list(opened.warnings)
     try:
         n = doc.page_count
         title = ((doc.metadata or {}).get("title") or "").strip() or None
-        cache: dict[int, dict[str, Any]] = {}
-        ctx = _context(doc, config, warnings, cache)
+        cache: dict[int, Any] = {}
+        ctx = _context(doc, config, warnings, cache, deadline)
         report = _Reporter(progress, n, path.name)
         report(0)
         pages, segments = [], []
         page_warnings: list[str] = []
         scanned = 0
         tracker = SectionTracker()
+        deadline.check(f"at page 1 of {n:,}")
         results = _iter_pages(path, password, doc, ctx, range(n), cache, workers)
-        for done, res in enumerate(results, 1):
-            _assign_sections(res, tracker)
-            pages.append(res.info)
-            segments.extend(res.segments)
-            page_warnings.extend(res.warnings)
-            scanned += res.scanned
-            report(done)
+        try:
+            for done, res in enumerate(results, 1):
+                deadline.check(f"at page {done} of {n:,}")
+                _assign_sections(res, tracker)
+                pages.append(res.info)
+                segments.extend(res.segments)
+                page_warnings.extend(res.warnings)
+                scanned += res.scanned
+                report(done)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:   # stop a worker pool now, not at garbage collection
+                close()
     finally:
         doc.close()
     if len(page_warnings) > MAX_PAGE_WARNINGS:
@@ -291,8 +308,8 @@ def parse_pages(path: Path, pages: Sequence[int], *, password: str | None = None
     opened = open_pdf(path, password, config)
     doc = opened.doc
     try:
-        cache: dict[int, dict[str, Any]] = {}
-        ctx = _context(doc, config, [], cache)
+        cache: dict[int, Any] = {}
+        ctx = _context(doc, config, [], cache, Deadline(path, config.max_seconds_per_document))
         tracker = SectionTracker()
         results = []
         for res in _iter_pages(path, password, doc, ctx, list(pages), cache, workers):

@@ -51,8 +51,24 @@ class PageResult:
     scanned: bool = False     # no text layer and not OCR'd
 
 
-def page_dict(page: pymupdf.Page) -> dict[str, Any]:
-    return page.get_text("dict", flags=TEXT_FLAGS)
+class DensePage(Exception):
+    """A page with more characters than `IngestConfig.max_page_chars`: turning
+    millions of glyphs into line dicts would take minutes and gigabytes."""
+
+
+def page_dict(page: pymupdf.Page, max_chars: int | None = None) -> dict[str, Any]:
+    """The page's text dict; raises DensePage above `max_chars` characters.
+
+    The characters are counted on MuPDF's own text page (about 100 bytes a
+    character, in C) before the far larger Python dict is built from it."""
+    textpage = page.get_textpage(flags=TEXT_FLAGS)
+    if max_chars is not None:
+        text = textpage.extractText()
+        chars = len(text) - text.count("\n")
+        if chars > max_chars:
+            raise DensePage(f"{chars:,} characters, over the limit of {max_chars:,} "
+                            "per page (max_page_chars)")
+    return page.get_text("dict", flags=TEXT_FLAGS, textpage=textpage)
 
 
 def _inside(line: Line, box: tuple[float, float, float, float]) -> bool:
@@ -79,8 +95,9 @@ def _read_lines(page: pymupdf.Page, ctx: PageContext, raw: dict[str, Any] | None
     sets the page's text status."""
     rect = page.rect
     matrix = page.rotation_matrix if page.rotation else None
-    lines, frame = extract_lines(raw if raw is not None else page_dict(page),
-                                 rect.width, rect.height, matrix)
+    if raw is None:
+        raw = page_dict(page, ctx.config.max_page_chars)
+    lines, frame = extract_lines(raw, rect.width, rect.height, matrix)
     if not lacks_text_layer(page, sum(ln.chars for ln in lines)):
         return lines, frame
     result.info.text_status = "no-text"

@@ -260,3 +260,84 @@ def test_a_file_dropped_anywhere_on_the_page_is_ingested(playwright_browser, ser
         tr.querySelector('td.folio-name')?.innerText === 'dropped.py'
         && ['ready', 'embedding', 'searchable'].includes(tr.dataset.status))""", timeout=120_000)
     context.close()
+
+
+DROP_ZIP = """([name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, {type: 'application/zip'}));
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    document.body.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true,
+                                                     cancelable: true}));
+  }
+}"""
+
+# Chromium gives no way to build a directory entry from a script, so the
+# test stands in for the browser's FileSystem entry API (the part the OS
+# fills in on a real folder drop); reading it, uploading every file with its
+# relative path and rebuilding the folder are the app's own code.
+DROP_FOLDER = """([folder, files]) => {
+  const fileEntry = (name, text) => ({isFile: true, isDirectory: false, name,
+    file: (ok) => ok(new File([text], name, {type: 'text/plain'}))});
+  const dirEntry = (name, children) => ({isFile: false, isDirectory: true, name,
+    createReader: () => { let done = false;
+      return {readEntries: (ok) => { const batch = done ? [] : children; done = true;
+                                      ok(batch); }}; }});
+  const sub = dirEntry('pkg', files.filter(([p]) => p.startsWith('pkg/'))
+                                    .map(([p, t]) => fileEntry(p.slice(4), t)));
+  const top = files.filter(([p]) => !p.includes('/')).map(([p, t]) => fileEntry(p, t));
+  const root = dirEntry(folder, [...top, sub]);
+  const dt = new DataTransfer();
+  dt.items.add(new File(['x'], folder));
+  const proto = Object.getPrototypeOf(dt.items[0]);
+  const real = proto.webkitGetAsEntry;
+  proto.webkitGetAsEntry = function () { return root; };
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    document.body.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true,
+                                                     cancelable: true}));
+  }
+  setTimeout(() => { proto.webkitGetAsEntry = real; }, 0);
+}"""
+
+
+def _library_names(page) -> dict[str, str]:
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+        '#folio-library tr')].filter(tr => tr.querySelector('td.folio-name')).map(tr =>
+        [tr.querySelector('td.folio-name').innerText, tr.dataset.status]))""")
+
+
+def _wait_for_names(page, names: list[str]) -> None:
+    page.wait_for_function("""names => { const rows = [...document.querySelectorAll(
+        '#folio-library tr')]; return names.every(n => rows.some(tr =>
+        tr.querySelector('td.folio-name')?.innerText.endsWith(n)
+        && ['ready', 'embedding', 'searchable'].includes(tr.dataset.status))); }""",
+                           arg=names, timeout=120_000)
+
+
+def test_a_dropped_zip_and_a_dropped_folder_are_unpacked_and_ingested(playwright_browser,
+                                                                      server):
+    import base64
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("zipped/alpha_tools.py", "def zipped_alpha(x):\n    return x + 11\n")
+        archive.writestr("zipped/notes/beta.md", "# Beta\n\nThe beta notes mention a "
+                                                 "zipped heron colony.\n")
+    context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server["url"])
+    page.wait_for_selector("#folio-drop-overlay", state="attached")
+    page.get_by_role("tab", name="Chat").click()
+    page.evaluate(DROP_ZIP, ["bundle.zip", base64.b64encode(buffer.getvalue()).decode()])
+    page.evaluate(DROP_FOLDER, ["dropped_folder", [
+        ["gamma.py", "def gamma_from_folder():\n    return 'gamma'\n"],
+        ["pkg/delta.py", "class DeltaFromFolder:\n    pass\n"]]])
+    page.get_by_role("tab", name="Library").click()
+    _wait_for_names(page, ["alpha_tools.py", "beta.md", "gamma.py", "delta.py"])
+    names = _library_names(page)
+    # The zip itself and the stand-in "x" file of the folder drop are not documents.
+    assert not any(n.endswith((".zip", "dropped_folder")) for n in names), names
+    context.close()

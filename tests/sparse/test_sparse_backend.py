@@ -115,3 +115,26 @@ def test_missing_and_broken_models_get_clear_errors(tmp_path):
         load_backend(folder, tmp_path, kind="sparse", sparse=options)
     with pytest.raises(ValueError, match="unknown backend"):
         load_backend(folder, tmp_path, kind="vllm")
+
+
+@pytest.mark.slow
+def test_folio_ask_answers_with_the_sparse_backend(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\n" + FACTS[1] + "\n\n" + FILLER * 2 + "\n")
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--home", home, "ingest", str(notes), "-q", "--no-embed"]
+                         ).exit_code == 0
+    out = runner.invoke(cli, ["--home", home, "ask", "Who built the observatory?", "--backend",
+                              "sparse", "--model", str(smollm_gguf()), "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert "Kovacs" in result["text"] and result["kv"]["documents"][0]["built"]
+    assert result["model"] and result["sources"][0]["attention"] is not None
+    assert list((tmp_path / "home" / "kv").iterdir())          # the cache is in the data dir
