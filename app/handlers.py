@@ -33,29 +33,29 @@ class Handlers:
 
     # -- library -------------------------------------------------------
     def _stage(self, temp: str, name: str, password: str | None = None, queue: bool = True,
-               **kwargs) -> None:
-        """Store one upload and (unless it is part of a dropped folder) queue it."""
+               **kwargs) -> int | None:
+        """Store one upload and (unless it is part of a dropped folder) queue
+        it; returns the queue item (a refusal is an item too)."""
         try:
             staged = self.rt.store.stage(temp, name, **kwargs)
         except UploadRejected as exc:
-            self.rt.queue.note(exc.name, "error", str(exc), exc.code)
-            return
+            return self.rt.queue.note(exc.name, "error", str(exc), exc.code)
         except OSError as exc:
-            self.rt.queue.note(safe_name(name), "error", f"{name}: cannot store ({exc})",
-                               "unreadable")
-            return
+            return self.rt.queue.note(safe_name(name), "error", f"{name}: cannot store ({exc})",
+                                      "unreadable")
         if queue:
-            self.rt.queue.submit(staged.path, staged.name, folder=staged.folder,
-                                 password=password)
+            return self.rt.queue.submit(staged.path, staged.name, folder=staged.folder,
+                                        password=password)
+        return None
 
     def add_files(self, files: list[str] | None, password: str | None = None) -> list[int]:
         """Files from the file input: each is staged and queued; returns item ids."""
-        before = {i.id for i in self.rt.queue.snapshot()}
+        ids = []
         for temp in files or []:
             temp = str(temp)
             if self.rt.in_upload_cache(temp):
-                self._stage(temp, Path(temp).name, password=password or None)
-        return [i.id for i in self.rt.queue.snapshot() if i.id not in before]
+                ids.append(self._stage(temp, Path(temp).name, password=password or None))
+        return [i for i in ids if i is not None]
 
     def add_dropped(self, entries: list[dict]) -> list[int]:
         """Files dropped on the page: loose files are queued one by one, each
@@ -259,15 +259,13 @@ class Handlers:
 
     def api_ingest(self, files: list[str] | None, password: str | None,
                    timeout: float = 600) -> list[dict]:
-        before = {i.id for i in self.rt.queue.snapshot()}
-        self.add_files(files, password)
-        self.rt.queue.wait_idle(timeout)
-        out = []
-        for item in self.rt.queue.snapshot():   # a zip's files are queued after it
-            if item.id not in before:
-                out.append({"name": item.name, "state": item.state, "message": item.message,
-                            "error_code": item.error_code, "document_id": item.document_id})
-        return out
+        ids = self.add_files(files, password)
+        # This call's files only (a zip's files are queued after it), not
+        # other clients' uploads running at the same time.
+        self.rt.queue.wait_for(ids, timeout)
+        return [{"name": item.name, "state": item.state, "message": item.message,
+                 "error_code": item.error_code, "document_id": item.document_id}
+                for item in self.rt.queue.outcomes(ids)]
 
     def api_ask(self, question: str, document_ids: list[int] | None,
                 conversation_id: int | None):

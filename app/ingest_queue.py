@@ -51,6 +51,7 @@ class Item:
     created: float = field(default_factory=time.time)
     folder: bool = False
     replace_id: int | None = None  # re-index: remove this document first
+    parent: int | None = None      # the submitted folder or zip this file came from
     password: str | None = field(default=None, repr=False)
 
     @property
@@ -90,22 +91,23 @@ class IngestQueue:
 
     def submit(self, path: Path, name: str | None = None, *, folder: bool = False,
                password: str | None = None, replace_id: int | None = None,
-               front: bool = False) -> int:
+               front: bool = False, parent: int | None = None) -> int:
         """Queue a file (or a folder to walk); returns the item id at once."""
         with self._wake:
             item = Item(next(self._ids), name or Path(path).name, Path(path),
                         state="scanning" if folder else "queued", folder=folder,
-                        password=password, replace_id=replace_id)
+                        password=password, replace_id=replace_id, parent=parent)
             self._items[item.id] = item
             (self._jobs.appendleft if front else self._jobs.append)(item.id)
             self._wake.notify_all()
             return item.id
 
-    def note(self, name: str, state: str, message: str, error_code: str | None = None) -> int:
+    def note(self, name: str, state: str, message: str, error_code: str | None = None,
+             parent: int | None = None) -> int:
         """Record an outcome decided before queueing (a refused upload)."""
         with self._lock:
             item = Item(next(self._ids), name, None, state=state, message=message,
-                        error_code=error_code)
+                        error_code=error_code, parent=parent)
             self._items[item.id] = item
             return item.id
 
@@ -128,6 +130,24 @@ class IngestQueue:
         """A password that opened this file in this session (to render its pages)."""
         with self._lock:
             return self._passwords.get(str(path))
+
+    def outcomes(self, ids: list[int]) -> list[Item]:
+        """The items `ids` and every file found inside them (folders, zips)."""
+        wanted = set(ids)
+        with self._lock:
+            return [replace(i) for i in self._items.values()
+                    if i.id in wanted or i.parent in wanted]
+
+    def wait_for(self, ids: list[int], timeout: float = 60) -> bool:
+        """Until these items (and what they contain) are finished: other
+        clients' uploads, queued meanwhile, are not waited for."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # A folder leaves the list once walked; its files then carry its id.
+            if not any(i.active for i in self.outcomes(ids)):
+                return True
+            time.sleep(0.05)
+        return False
 
     def idle(self) -> bool:
         with self._lock:
@@ -183,13 +203,14 @@ class IngestQueue:
         walked = walk_paths([item.path], self.config)
         for path in walked.files:
             rel = path.relative_to(item.path) if path != item.path else Path(path.name)
-            self.submit(path, f"{item.name}/{rel.as_posix()}" if item.folder else path.name)
+            self.submit(path, f"{item.name}/{rel.as_posix()}" if item.folder else path.name,
+                        parent=item.parent or item.id)
         for skipped in walked.skipped:
             if skipped.is_dir:
                 continue
             group = skipped.reason.split(" (", 1)[0]
             self.note(skipped.path.name, "error", f"{skipped.path.name}: skipped, {skipped.reason}",
-                      _SKIP_CODES.get(group, "skipped"))
+                      _SKIP_CODES.get(group, "skipped"), parent=item.parent or item.id)
             self.store.remove(skipped.path)
         found = len(walked.files)
         with self._lock:   # the folder itself becomes a one-line summary

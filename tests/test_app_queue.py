@@ -197,3 +197,32 @@ def test_an_unlocked_pdf_still_shows_its_pages_after_a_restart(tmp_path, monkeyp
         assert not copy.exists()
     finally:
         second.stop()
+
+
+def test_an_api_ingest_reports_and_waits_for_its_own_files_only(rt, tmp_path):
+    import zipfile
+
+    def make_zip(path):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("bundle/inner.py", "def inner():\n    return 1\n")
+        return path
+
+    h = Handlers(rt)
+    # Another client's upload is ahead in the queue, and a third one arrives
+    # while this call waits.
+    ahead = h.add_files([upload(rt, tmp_path, "ahead.pdf",
+                                lambda p: make_pdf(p, "Another client's text.", pages=30))])
+    later_file = upload(rt, tmp_path, "later.pdf", lambda p: make_pdf(p, "Later text.", pages=5))
+    timer = threading.Timer(0.2, lambda: h.add_files([later_file]))
+    timer.start()
+    out = h.api_ingest([upload(rt, tmp_path, "mine.zip", make_zip),
+                        upload(rt, tmp_path, "bad.pdf",
+                               lambda p: (p.write_bytes(b"%PDF-1.4 junk" * 20), p)[1])],
+                       None, timeout=60)
+    timer.join()
+    by_name = {o["name"]: o for o in out}
+    assert sorted(by_name) == ["bad.pdf", "mine.zip/bundle/inner.py"], by_name
+    assert by_name["bad.pdf"]["state"] == "error"
+    assert by_name["mine.zip/bundle/inner.py"]["state"] == "stored"
+    assert rt.queue.wait_for(ahead, 60)
+    assert [i.state for i in rt.queue.outcomes(ahead)] == ["stored"]
