@@ -193,7 +193,9 @@ def build_app(settings: Settings, runtime=None):
             ids = h.add_dropped(getattr(evt, "_data", {}).get("files") or [])
             return f"Added {len(ids)} item(s) to the queue." if ids else ""
 
-        drop.upload(on_drop, None, notice, api_visibility=PRIVATE) \
+        # "multiple": a second drop while the first is still being stored
+        # must not be ignored (Gradio's default runs an event once at a time).
+        drop.upload(on_drop, None, notice, api_visibility=PRIVATE, trigger_mode="multiple") \
             .then(refresh, library_sig, library_outputs, api_visibility=PRIVATE)
 
         def on_action(evt: gr.EventData):
