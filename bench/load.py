@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # This folder holds `ingest.py`, named like the `ingest` package: keep it off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from served import FolioServer  # noqa: E402
 

@@ -7,11 +7,6 @@ when set (the repository's assets/screenshots/ when refreshing them).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,13 +15,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -57,35 +45,17 @@ def tiny_model() -> Path:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, tiny_model, playwright_browser):
-    """`folio serve` in a subprocess with an empty library and the tiny model."""
-    home = tmp_path_factory.mktemp("folio-home")
-    # A fixed source budget skips timing the machine, which a test need not do.
-    (home / "settings.toml").write_text("context_tokens = 600\n")
-    port = free_port()
-    env = {**os.environ, "FOLIO_HOME": str(home), "FOLIO_MODEL": str(tiny_model),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()",
-                             "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).read(100)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("folio serve did not start:\n" + (home / "server.log").read_text())
-            time.sleep(0.5)
-    yield {"url": url, "home": home, "process": proc}
-    proc.terminate()
+    """`folio serve` in a subprocess with an empty library and the tiny model
+    (a fixed source budget: a test need not time the machine)."""
+    from served import FolioServer
+
+    srv = FolioServer(tmp_path_factory.mktemp("e2e") / "folio-home", model=tiny_model)
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        srv.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield {"url": srv.url, "home": srv.home, "process": srv.process}
+    srv.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """A real `folio serve` in a subprocess on a free loopback port.
 
-Shared by the exposure and concurrency tests and by `bench/load.py`: they
+Shared by the browser, exposure and concurrency tests and by `bench/load.py`: they
 must exercise the process a person runs (its environment set before Gradio
 is imported, its queue, its background workers), not an app built inside
 the test process.
