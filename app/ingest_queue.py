@@ -224,7 +224,6 @@ class IngestQueue:
 
     def _ingest(self, db, item: Item) -> None:
         from engine.indexer import ingest_file
-        from storage import documents
 
         walked = walk_paths([item.path], self.config)
         if walked.skipped:

@@ -19,7 +19,7 @@ from storage import SegmentRecord
 from storage.records import CitationRecord
 
 from .text import is_number, terms
-from .select.base import Part, Source
+from .select.base import Source
 from .sentences import answer_sentences, cited_labels, line_spans, strip_markers
 from .text import sentence_spans
 

@@ -71,11 +71,14 @@ def pick_device(device: str) -> str:
 
 
 class SparseBackend(Backend):
+    reads_documents = True       # the Answerer hands it sources, not a rendered prompt
+
     def __init__(self, engine, tokenizer, info: ModelInfo, options: SparseOptions):
         self.engine, self.tokenizer, self.info, self.options = engine, tokenizer, info, options
         self.last_stats: GenerationStats | None = None
         self.last_segment_mass: dict[int, float] = {}
         self.last_report = SourcesReport()
+        self._attribution = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._layouts: dict[tuple[int, str], object] = {}
@@ -88,8 +91,6 @@ class SparseBackend(Backend):
             if isinstance(tid, int) and tid != tokenizer.unk_token_id:
                 stop.add(tid)
         self.stop_ids = {t for t in stop if t is not None}
-
-    reads_documents = True       # the Answerer hands it sources, not a rendered prompt
 
     # -- loading ---------------------------------------------------------
     @classmethod

@@ -10,7 +10,6 @@ from .code import CodeExpand
 from .diversify import Diversify
 from .neighbours import NeighbourExpand
 from .pack import Pack
-from .prune import PruneSentences
 from .prune_code import PruneCode
 from .rerank import Rerank
 
