@@ -26,7 +26,8 @@ class TurnView:
     key: str                          # the turn id, or "live" while streaming
     question: str
     answer: str = ""
-    status: str = "done"              # "writing", "done", "stopped", "error"
+    status: str = "done"              # "writing", "done", "stopped", "error",
+                                      # "answering" (stored, in progress), "interrupted"
     stage: str = ""                   # what the engine is doing while writing
     declined: bool = False
     reason: str = ""
@@ -144,12 +145,19 @@ def sources_html(turn: TurnView) -> str:
             f'<ol>{"".join(rows)}</ol></details>')
 
 
+INTERRUPTED = "Folio stopped before this answer was finished; ask again"
+
+
 def turn_html(turn: TurnView) -> str:
     status = ""
     if turn.status == "writing":
         status = f'<div class="folio-stage">{html.escape(turn.stage or "working")}…</div>'
     elif turn.status == "stopped":
         status = '<div class="folio-stage">stopped</div>'
+    elif turn.status == "answering":        # stored, still being answered elsewhere
+        status = '<div class="folio-stage">being answered…</div>'
+    elif turn.status == "interrupted":
+        status = f'<div class="folio-error">{INTERRUPTED}</div>'
     elif turn.status == "error":
         status = f'<div class="folio-error">{html.escape(turn.reason)}</div>'
     note = ""
@@ -209,6 +217,8 @@ def conversation_markdown(title: str, turns: list[TurnView]) -> str:
         out += [f"## {turn.question}", "", turn.answer or "_(no answer)_", ""]
         if turn.status == "stopped":
             out += ["_(stopped before the end)_", ""]
+        if turn.status == "interrupted":
+            out += [f"_({INTERRUPTED})_", ""]
         if turn.declined and turn.reason:
             out += [f"_({turn.reason})_", ""]
         seen: set[tuple[int, int]] = set()

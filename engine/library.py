@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from storage import documents, recovery
+from storage import conversations, documents, recovery
 from storage.embeddings import EmbeddingProgress, embedding_progress
 
 
@@ -32,6 +32,7 @@ class Recovery:
     unindexed_uploads: list[Path] = field(default_factory=list)   # to be queued again
     kv_removed: list[Path] = field(default_factory=list)
     kv_rows_dropped: int = 0
+    interrupted: list[tuple[int, str]] = field(default_factory=list)  # (conversation, question)
 
     def messages(self) -> list[str]:
         out = self.consistency.problems()
@@ -43,6 +44,10 @@ class Recovery:
             out.append(f"{len(self.unindexed_uploads)} uploaded file(s) were not indexed "
                        f"when Folio stopped: "
                        + ", ".join(p.name for p in self.unindexed_uploads[:5]))
+        if self.interrupted:
+            asked = "; ".join(f"“{q[:60]}”" for _, q in self.interrupted[:3])
+            out.append(f"{len(self.interrupted)} answer(s) were cut off when Folio stopped "
+                       f"({asked}); ask again")
         if self.kv_removed or self.kv_rows_dropped:
             out.append(f"removed {len(self.kv_removed)} unfinished or orphaned KV-cache "
                        f"folder(s) and {self.kv_rows_dropped} stale record(s)")
@@ -77,6 +82,7 @@ def recover(db: sqlite_utils.Database, *, embed_model: str | None = None,
                       if d.status == documents.STATUS_SEARCHABLE}
         result.unembedded = [p for p in embedding_progress(db, embed_model).values()
                              if p.document_id in searchable and p.done < p.total]
+    result.interrupted = conversations.mark_interrupted(db)
     if uploads_root is not None:
         result.unindexed_uploads = unindexed_files(db, uploads_root)
     if kv_root is not None and Path(kv_root).is_dir():

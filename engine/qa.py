@@ -297,8 +297,6 @@ class Answerer:
     def ask(self, question: str, *, document_ids: list[int] | None = None,
             conversation_id: int | None = None,
             stop_event: threading.Event | None = None) -> Iterator[Event]:
-        from .select import render_sources
-
         started = time.perf_counter()
         question = clean_question(question, self.config.max_question_chars)
         history = []
@@ -308,6 +306,38 @@ class Answerer:
         query = search_query_for(question, history)
         yield Stage("searching", query)
         self._check_fits(question)
+        if conversation_id is None:
+            conversation_id = chats.create_conversation(self.db, document_ids=document_ids)
+        # The question is on record before the answer: one cut off by a
+        # crash is reported at the next start instead of vanishing.
+        turn_id = chats.begin_turn(self.db, conversation_id, question=question,
+                                   search_query=query, model=self.backend.info.name)
+        try:
+            result = yield from self._answer(question, query, document_ids, stop_event, started)
+        except GeneratorExit:               # the consumer went away mid-answer
+            self._abandon(turn_id, "stopped", "the answer was abandoned before it finished")
+            raise
+        except Exception as exc:
+            self._abandon(turn_id, "error", str(exc) or type(exc).__name__)
+            raise
+        result.conversation_id, result.turn_id = conversation_id, turn_id
+        self._store(result)
+        yield Done(result)
+
+    def _abandon(self, turn_id: int, status: str, reason: str) -> None:
+        """Close the stored question of an answer that did not finish; a
+        failure here must not hide the error that ended the answer."""
+        try:
+            chats.finish_turn(self.db, turn_id, answer="", declined=False,
+                              metadata={"reason": reason}, citations=[], status=status)
+        except Exception:   # noqa: BLE001 - e.g. the disk is full: start-up reports it
+            pass
+
+    def _answer(self, question: str, query: str, document_ids: list[int] | None,
+                stop_event: threading.Event | None, started: float):
+        """Select, generate and cite; yields events, returns the result."""
+        from .select import render_sources
+
         budget = self.budget(question)
         selection = self.select(question, query, document_ids, budget)
         yield Stage("selecting", f"{len(selection.sources)} sources, "
@@ -356,27 +386,20 @@ class Answerer:
         if attention:
             for usage in result.sources:
                 usage.attention = round(attention.get(usage.label, 0.0), 4)
-        self._store(result, conversation_id, document_ids)
-        yield Done(result)
+        return result
 
     def kv_report(self) -> dict | None:
         report = getattr(self.backend, "last_report", None) if self.reads_documents else None
         return asdict(report) if report is not None else None
 
-    def _store(self, result: AnswerResult, conversation_id: int | None,
-               document_ids: list[int] | None) -> None:
-        if conversation_id is None:
-            conversation_id = chats.create_conversation(self.db, document_ids=document_ids)
+    def _store(self, result: AnswerResult) -> None:
         metadata = {k: v for k, v in result.to_json().items()
                     if k in ("sources", "budget", "context_tokens", "steps", "ttft_s",
                              "total_s", "prompt_tokens", "answer_tokens", "sentences",
                              "raw_text", "reason", "kv")}
-        result.conversation_id = conversation_id
-        result.turn_id = chats.add_turn(
-            self.db, conversation_id, question=result.question,
-            search_query=result.search_query, answer=result.text, declined=result.declined,
-            model=result.model, metadata=metadata, citations=result.citations,
-            status=result.status)
+        chats.finish_turn(self.db, result.turn_id, answer=result.text,
+                          declined=result.declined, metadata=metadata,
+                          citations=result.citations, status=result.status)
 
 
 def answer_once(answerer: Answerer, question: str, **kwargs) -> AnswerResult:

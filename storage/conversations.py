@@ -23,23 +23,41 @@ def create_conversation(db: sqlite_utils.Database, title: str = "",
     return cursor.lastrowid
 
 
-def add_turn(db: sqlite_utils.Database, conversation_id: int, *, question: str,
-             search_query: str, answer: str, declined: bool, model: str,
-             metadata: dict, citations: list[CitationRecord],
-             status: str = "done") -> int:
-    """Store one question and answer with its citations in one transaction."""
-    now = _now()
-    with no_space_is_reported("saving the answer"), db.atomic():
+STATUS_ANSWERING = "answering"       # stored when a question is asked, until its answer
+STATUS_INTERRUPTED = "interrupted"   # Folio stopped while answering (found at start-up)
+
+
+def begin_turn(db: sqlite_utils.Database, conversation_id: int, *, question: str,
+               search_query: str, model: str) -> int:
+    """Store a question before it is answered, so an answer cut off by a
+    crash is still on record (and reported at the next start)."""
+    with no_space_is_reported("saving the question"), db.atomic():
         ordinal = db.execute(
             "SELECT COALESCE(MAX(ordinal), -1) + 1 FROM turns WHERE conversation_id = ?",
             [conversation_id]).fetchone()[0]
         cursor = db.execute(
             """INSERT INTO turns (conversation_id, ordinal, question, search_query,
                    answer, declined, status, model, metadata, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [conversation_id, ordinal, question, search_query, answer, int(declined),
-             status, model, json.dumps(metadata), now])
-        turn_id = cursor.lastrowid
+               VALUES (?, ?, ?, ?, '', 0, ?, ?, '{}', ?)""",
+            [conversation_id, ordinal, question, search_query, STATUS_ANSWERING, model,
+             _now()])
+        if not db.execute("SELECT title FROM conversations WHERE id = ?",
+                          [conversation_id]).fetchone()[0]:
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?",
+                       [question[:80], conversation_id])
+        return cursor.lastrowid
+
+
+def finish_turn(db: sqlite_utils.Database, turn_id: int, *, answer: str, declined: bool,
+                metadata: dict, citations: list[CitationRecord], status: str = "done") -> None:
+    """Store a turn's answer with its citations in one transaction."""
+    now = _now()
+    with no_space_is_reported("saving the answer"), db.atomic():
+        db.execute("UPDATE turns SET answer = ?, declined = ?, status = ?, metadata = ? "
+                   "WHERE id = ?", [answer, int(declined), status, json.dumps(metadata),
+                                    turn_id])
+        conversation_id = db.execute(
+            "SELECT conversation_id FROM turns WHERE id = ?", [turn_id]).fetchone()[0]
         # A citation outlives its document's removal, but must not name a
         # document that is already gone (removed while the answer was written).
         cited = {c.document_id for c in citations if c.document_id is not None}
@@ -59,11 +77,30 @@ def add_turn(db: sqlite_utils.Database, conversation_id: int, *, question: str,
             rows)
         db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
                    [now, conversation_id])
-        if not db.execute("SELECT title FROM conversations WHERE id = ?",
-                          [conversation_id]).fetchone()[0]:
-            db.execute("UPDATE conversations SET title = ? WHERE id = ?",
-                       [question[:80], conversation_id])
+
+
+def add_turn(db: sqlite_utils.Database, conversation_id: int, *, question: str,
+             search_query: str, answer: str, declined: bool, model: str,
+             metadata: dict, citations: list[CitationRecord],
+             status: str = "done") -> int:
+    """Store one question and answer with its citations in one transaction."""
+    with no_space_is_reported("saving the answer"), db.atomic():
+        turn_id = begin_turn(db, conversation_id, question=question,
+                             search_query=search_query, model=model)
+        finish_turn(db, turn_id, answer=answer, declined=declined, metadata=metadata,
+                    citations=citations, status=status)
     return turn_id
+
+
+def mark_interrupted(db: sqlite_utils.Database) -> list[tuple[int, str]]:
+    """Turns left "answering" by a process that stopped: marked interrupted;
+    returns their (conversation id, question) for the start-up report."""
+    with db.atomic():
+        found = db.execute("SELECT conversation_id, question FROM turns WHERE status = ? "
+                           "ORDER BY id", [STATUS_ANSWERING]).fetchall()
+        db.execute("UPDATE turns SET status = ? WHERE status = ?",
+                   [STATUS_INTERRUPTED, STATUS_ANSWERING])
+    return [(c, q) for c, q in found]
 
 
 def _citations(db: sqlite_utils.Database, turn_ids: list[int]) -> dict[int, list[CitationRecord]]:

@@ -188,3 +188,14 @@ def test_status_words():
     assert error_text("too-large", "a.txt: the file is 3 MB") == \
         "too large: a.txt: the file is 3 MB"
     assert error_text(None, None) == "error"
+
+
+def test_an_interrupted_answer_says_so_in_the_chat_and_the_export():
+    cut = turn(key="7", answer="", status="interrupted", citations=[], sentences=[],
+               sources=[])
+    page = conversation_html([cut])
+    assert "folio-error" in page and "stopped before this answer was finished" in page
+    assert "stopped before this answer was finished" in conversation_markdown("t", [cut])
+    pending = conversation_html([turn(key="8", answer="", status="answering", citations=[],
+                                      sentences=[], sources=[])])
+    assert "being answered" in pending

@@ -164,3 +164,39 @@ def test_a_looping_answer_is_cut_off():
     loop = "The glacier is in Norway. [1] " * 3 + "The"
     assert repeating(loop)
     assert not repeating("A is b. C is d. A is b. The")
+
+
+class FailingBackend(ExtractiveBackend):
+    """Writes a little, then fails like a model running out of memory."""
+
+    def stream(self, messages, max_tokens, temperature=0.0, stop_event=None):
+        pieces = super().stream(messages, max_tokens, temperature, stop_event)
+        yield next(iter(pieces))
+        raise RuntimeError("the model ran out of memory")
+
+
+def test_the_question_is_stored_first_and_closed_when_the_answer_fails(library):
+    db, _ = library
+    qa = answerer(db, FailingBackend())
+    events = qa.ask("Which reservoir does meltwater from the eastern glacier feed?")
+    for event in events:
+        if isinstance(event, Token):
+            # Mid-answer, the question is already on record.
+            [conv] = conversations.list_conversations(db)
+            [turn] = conversations.get_turns(db, conv.id)
+            assert turn.status == "answering" and turn.question.startswith("Which reservoir")
+            break
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(events)
+    [turn] = conversations.get_turns(db, conv.id)
+    assert turn.status == "error" and turn.metadata["reason"] == "the model ran out of memory"
+
+    # A consumer that goes away mid-answer (a closed browser tab) leaves it "stopped".
+    events = answerer(db, ExtractiveBackend()).ask("How does the observatory record wind?",
+                                                   conversation_id=conv.id)
+    for event in events:
+        if isinstance(event, Token):
+            events.close()
+            break
+    turns = conversations.get_turns(db, conv.id)
+    assert [t.status for t in turns] == ["error", "stopped"]

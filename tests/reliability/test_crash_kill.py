@@ -328,22 +328,33 @@ ANSWER_CHILD = """
 
 
 @pytest.mark.parametrize("point", ["generating", "saving"])
-def test_kill_during_an_answer_keeps_the_conversation(library, point):
+def test_kill_during_an_answer_is_reported_and_keeps_the_conversation(library, point):
     db = library.open()
     before = snapshot(db)
     db.close()
+    question = "Where does the observatory on the ridge record wind speed?"
 
     assert_killed(run_child(ANSWER_CHILD, library.db_path, library.conversation_id, point,
-                            "Where does the observatory on the ridge record wind speed?"))
+                            question))
 
     db = library.open()
     assert_sound(db)
-    assert snapshot(db) == before                 # no turn without its citations
+    # The question is on record (no answer, no citations) and earlier turns
+    # are untouched; the start-up check marks it and says so.
+    after = snapshot(db)
+    assert after["citations"] == before["citations"]
+    report = recover(db)
+    assert report.interrupted == [(library.conversation_id, question)]
+    assert any("cut off" in m and "observatory" in m for m in report.messages())
+    turns = conversations.get_turns(db, library.conversation_id)
+    assert [(t.ordinal, t.status, t.answer) for t in turns[1:]] == [(1, "interrupted", "")]
+    assert recover(db).interrupted == []                      # reported once
     result = answer_once(answerer(db), "How does the observatory record wind speed?",
                          conversation_id=library.conversation_id)
     turns = conversations.get_turns(db, library.conversation_id)
-    assert [t.ordinal for t in turns] == [0, 1] and turns[1].id == result.turn_id
+    assert [t.ordinal for t in turns] == [0, 1, 2] and turns[2].id == result.turn_id
     assert turns[0].citations and "Lindqvist" in turns[0].answer
+    assert turns[2].status == "done"
     assert_sound(db)
 
 

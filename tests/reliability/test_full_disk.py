@@ -142,7 +142,8 @@ def test_full_disk_gives_a_clear_error_and_loses_nothing(tmp_path, mode):
         assert message.startswith(f"{name}: storing {name} failed: no space left on the disk")
     assert "storing" in out["embed_error"] and "no space left" in out["embed_error"]
     assert out["embed_alive"]                       # the worker waits for space, it did not die
-    assert out["answer_error"].startswith("StorageFull: saving the answer failed: no space left")
+    # The question is stored first, so a full disk stops it before any generation.
+    assert out["answer_error"].startswith("StorageFull: saving the question failed: no space left")
     assert out["problems_when_full"] == [] and out["intact_when_full"]
     assert "no space left on the disk" in out["kv_error"] and "doc-a" in out["kv_error"]
     assert out["kv_left"] == ["tiny-model"] and out["kv_rows"] == 0   # no half cache, no row
