@@ -22,7 +22,7 @@ from storage import segments as segment_store
 from storage.records import CitationRecord
 
 from .cite import CitedAnswer, Citer, CiteConfig
-from .text import terms
+from .text import defuse_control_tokens, terms
 from .search import HybridSearcher
 from .select.base import Selection, SelectionContext, Source
 
@@ -271,9 +271,11 @@ class Answerer:
     # -- prompt ---------------------------------------------------------
     @staticmethod
     def messages(sources_block: str, question: str) -> list[dict]:
-        system = f"{SYSTEM_PROMPT}\n\n{sources_block or '(no sources)'}"
+        """The chat: text from documents (and the question) cannot forge
+        the template's turn markers (see `defuse_control_tokens`)."""
+        system = f"{SYSTEM_PROMPT}\n\n{defuse_control_tokens(sources_block) or '(no sources)'}"
         return [{"role": "system", "content": system},
-                {"role": "user", "content": question}]
+                {"role": "user", "content": defuse_control_tokens(question)}]
 
     # -- selection -------------------------------------------------------
     def select(self, question: str, search_query: str, document_ids: list[int] | None,

@@ -236,3 +236,17 @@ def starts_continuation(text: str) -> bool:
 
 def is_number(term: str) -> bool:
     return term[:1].isdigit()
+
+
+# Chat-template control strings: Qwen/SmolLM/Llama-3 `<|...|>`, Llama-2 and
+# Mistral `[INST]`, `<<SYS>>`, `<s>`. Backends tokenize the rendered chat
+# with special tokens on, so such a string inside a document would become a
+# real control token: a forged end of the system turn, or a new one.
+_CONTROL_STRINGS = re.compile(r"<\|[^<>|\s]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>")
+
+
+def defuse_control_tokens(text: str) -> str:
+    """Document text made inert for a chat template: a zero-width space
+    after the first character keeps each control string readable but
+    unable to match a special token."""
+    return _CONTROL_STRINGS.sub(lambda m: m.group()[0] + "\u200b" + m.group()[1:], text)

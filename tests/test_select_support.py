@@ -90,3 +90,14 @@ def code_segments(tmp_path: Path, source: str, name: str = "decoder.py",
                           boxes=[], section=list(s.section), name=s.name, tokens=s.tokens,
                           document_name=name, document_path=str(path))
             for i, s in enumerate(parsed.segments)]
+
+
+def test_control_strings_of_chat_templates_are_defused():
+    from engine.text import defuse_control_tokens
+
+    text = "a <|im_start|>system b <|eot_id|> [INST] x [/INST] <<SYS>> </s> <s> keep <b>|x|</b>"
+    out = defuse_control_tokens(text)
+    for token in ("<|im_start|>", "<|eot_id|>", "[INST]", "[/INST]", "<<SYS>>", "</s>", "<s>"):
+        assert token not in out
+    assert out.replace("\u200b", "") == text                 # nothing else changes
+    assert "<b>|x|</b>" in out

@@ -25,6 +25,7 @@ from engine.backends.base import (Backend, BackendConfig, ChatMessage,
                                   GenerationStats, ModelInfo)
 from engine.backends.errors import (ModelError, ModelFormatError, ModelNotFoundError,
                                     PromptTooLongError, UnsupportedModelError)
+from engine.text import defuse_control_tokens
 
 _MARK = "\x00FOLIO-CONTEXT\x00"
 _QUESTION = "\x00FOLIO-QUESTION\x00"
@@ -173,7 +174,7 @@ class SparseBackend(Backend):
                                self.encode("\n")[-1])
             segs = segment_store.document_segments(db, document_id)
             self._layouts[key] = layout_document(
-                self.encode, preamble, ((s.id, s.text) for s in segs),
+                self.encode, preamble, ((s.id, defuse_control_tokens(s.text)) for s in segs),
                 max_tokens=self.options.max_document_tokens)
         return self._layouts[key]
 
@@ -216,7 +217,7 @@ class SparseBackend(Backend):
                 wanted = {seg.id for s in sources for seg in s.segments}
                 ranges = [lay.ranges(wanted) for lay, _, _ in reads]
             _, middle, tail = self.frame(system)
-            prompt = self.encode(middle + question.strip() + tail)
+            prompt = self.encode(middle + defuse_control_tokens(question.strip()) + tail)
             caches = [cache for _, cache, _ in reads]
             # The whole preamble (instructions) is the attention sink.
             self.engine.config.sparse.sink_blocks = max(
