@@ -59,6 +59,24 @@ class Scanner:
             last -= 1
         return last
 
+    def blocks(self) -> list[Block]:
+        out: list[Block] = []
+        i = self._start(out)
+        while i < self.n:
+            if self.blank(i):
+                i += 1
+                continue
+            i = self._block(i, out)
+        return out
+
+    def _start(self, out: list[Block]) -> int:
+        """The first line of the body (a format may consume a header first)."""
+        return 0
+
+    def _block(self, i: int, out: list[Block]) -> int:
+        """Append the block starting at line i; return the line after it."""
+        raise NotImplementedError
+
 
 class MarkdownScanner(Scanner):
     """CommonMark-ish blocks. With `plain`, for .txt and README-style files:
@@ -72,15 +90,8 @@ class MarkdownScanner(Scanner):
         # first use in plain text (as in reStructuredText)
         self.styles: list[str] = [] if plain else ["=", "-"]
 
-    def blocks(self) -> list[Block]:
-        out: list[Block] = []
-        i = self._front_matter(out)
-        while i < self.n:
-            if self.blank(i):
-                i += 1
-                continue
-            i = self._block(i, out)
-        return out
+    def _start(self, out: list[Block]) -> int:
+        return self._front_matter(out)
 
     def _front_matter(self, out: list[Block]) -> int:
         if self.n == 0 or self.line(0).strip() != "---":
@@ -193,16 +204,6 @@ class RstScanner(Scanner):
         if (char, over) not in self.styles:
             self.styles.append((char, over))
         return self.styles.index((char, over)) + 1
-
-    def blocks(self) -> list[Block]:
-        out: list[Block] = []
-        i = 0
-        while i < self.n:
-            if self.blank(i):
-                i += 1
-                continue
-            i = self._block(i, out)
-        return out
 
     def _indented_end(self, j: int, indent: int) -> int:
         """End (exclusive) of the lines from j on indented deeper than `indent`,
