@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--synthetic", type=_ints, default=[32768, 131072])
     ap.add_argument("--dense-max", type=int, default=131072,
+    ap.add_argument("--selections", type=lambda v: v.split(","), default=["hybrid"],
+                    help="selection policies to compare: hybrid (default), exact, quest")
                     help="largest synthetic context for the transformers dense baseline")
     ap.add_argument("--decode-tokens", type=int, default=8)
     ap.add_argument("--random-configs", default="",

@@ -9,7 +9,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,14 @@ from sparse_common import Row, greedy_hf, print_row
 
 ROOT = Path(__file__).resolve().parents[1]
 CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart"]
+
+# Selection policies compared by `--selections` (SparseConfig fields).
+POLICIES = {
+    "hybrid": dict(positions="original", question_scoring="hybrid", pin_fraction=0.5),
+    "exact": dict(positions="original", question_scoring="exact", pin_fraction=0.5),
+    # before: Quest for every call, blocks packed at reassigned positions
+    "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0),
+}
 
 
 def haystack_text() -> tuple[str, str]:
@@ -94,7 +102,7 @@ def retained_mass(engine: SparseEngine, cache, question: list[int], budget: int)
 
     dense = Probe(cfg, [cache], SparseConfig(budget_tokens=EVERYTHING), local_max=len(question))
     dense.record = True
-    sparse = SparseAttention(cfg, [cache], SparseConfig(budget_tokens=budget),
+    sparse = SparseAttention(cfg, [cache], replace(engine.config.sparse, budget_tokens=budget),
                              local_max=len(question))
     ids = torch.tensor(question, device=engine.model.device)
     with torch.no_grad():
@@ -117,6 +125,9 @@ def retained_mass(engine: SparseEngine, cache, question: list[int], budget: int)
 
 def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                  rows: list[Row]) -> None:
+    unknown = set(args.selections) - POLICIES.keys()
+    if unknown:
+        sys.exit(f"unknown selection policies {sorted(unknown)}; use {sorted(POLICIES)}")
     stop = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
     body_ids = tok(text, add_special_tokens=False).input_ids
     rng = random.Random(0)
@@ -157,12 +168,15 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
             t0 = time.perf_counter()
             kvc = engine.prefill_document(doc)
             prefill = time.perf_counter() - t0
-            for budget in args.budgets + [EVERYTHING]:
+            runs = [(b, p) for b in args.budgets for p in args.selections] + [(EVERYTHING, "")]
+            for budget, policy in runs:
                 if budget == EVERYTHING and n + 64 > engine.model.cfg.max_position:
                     continue
-                engine.config.sparse.budget_tokens = budget
+                engine.config.sparse = replace(engine.config.sparse, budget_tokens=budget,
+                                               **POLICIES.get(policy, {}))
                 label = "all" if budget == EVERYTHING else str(budget)
-                r = Row("accuracy", "sparse (ours)", n, label,
+                system = f"sparse (ours, {policy})" if policy else "sparse (ours)"
+                r = Row("accuracy", system, n, label,
                         note=f"KV {kvc.report()['dtype']}, weights {engine.model.mode}")
                 found = agree = 0
                 ttfts, decode, retained = [], [], []

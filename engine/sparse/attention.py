@@ -11,7 +11,19 @@ and every layer, per KV head:
 3. gather the selected blocks (pre-RoPE keys), rotate them at *reassigned*
    positions and attend exactly.
 
-Position layout (InfLLM-style), identical for every head and layer:
+The question's own forward scores the candidates exactly instead
+(`exact_scoring`): it runs once per question, and representatives alone
+kept too little of dense attention's mass to find needles. During decoding
+a share of each head's blocks (`pin_fraction`) stays pinned from the
+question's selection, the rest follows the selector token by token.
+
+Positions: when all candidate blocks and the answer fit the model's
+trained window, every selected block keeps its candidate position (sinks,
+then the candidates one after another: in whole-document mode exactly the
+document's positions, in retrieval-first mode the retrieved segments packed
+as a prompt would hold them), so the sparse answer is dense attention over
+the candidates restricted to the selected keys. Past the window positions
+are reassigned (InfLLM-style), identically for every head and layer:
 
     [sinks 0..S) [selected blocks, in document order, slot i at S + i*B) [local window)
 
@@ -28,9 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .exact_scoring import exact_block_mass
 from .kvstore import KVCache
 from .model import ModelConfig, apply_rope, rope_cos_sin
-from .selectors import LayerCandidates, aggregate, make_selector, top_blocks
+from .selectors import LayerCandidates, aggregate, make_selector
 
 EVERYTHING = 1 << 40   # a budget that selects every block
 
@@ -41,6 +54,19 @@ class SparseConfig:
     sink_blocks: int = 1          # leading blocks of the first cache, always attended
     selector: str = "quest"
     attribution_skip: int = 4     # first tokens (the attention sink proper) not attributed
+    positions: str = "original"   # "original" while everything fits the window, or "reassigned"
+    question_scoring: str = "hybrid"  # the question's forward: "exact", "selector" or "hybrid"
+    exact_max_tokens: int = 32768     # candidates scored exactly; more: the selector's shortlist
+    pin_fraction: float = 0.5         # share of each head's blocks kept from the question's pick
+
+    def __post_init__(self) -> None:
+        if self.positions not in ("original", "reassigned"):
+            raise ValueError(f"positions must be 'original' or 'reassigned', not {self.positions!r}")
+        if self.question_scoring not in ("exact", "selector", "hybrid"):
+            raise ValueError("question_scoring must be 'exact', 'selector' or 'hybrid', "
+                             f"not {self.question_scoring!r}")
+        if not 0.0 <= self.pin_fraction <= 1.0:
+            raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +76,7 @@ class PositionPlan:
     block_size: int
     local_start: int      # position of the first question token
     everything: bool      # every candidate block is attended (dense-equivalent)
+    original: bool = False    # selected blocks keep their document positions
 
     def slot_positions(self, device: torch.device | str = "cpu") -> Tensor:
         return torch.arange(self.sink_tokens, self.sink_tokens + self.n_select * self.block_size,
@@ -62,19 +89,25 @@ class PositionPlan:
 
 def plan_positions(*, sink_tokens: int, sink_valid: int, n_candidates: int, last_valid: int,
                    block_size: int, budget_tokens: int, local_max: int,
-                   window: int) -> PositionPlan:
+                   window: int, original: bool = True) -> PositionPlan:
     """Choose how many blocks to select and where everything sits, so that
-    every distance stays below `window` for up to `local_max` local tokens."""
+    every distance stays below `window` for up to `local_max` local tokens.
+    With `original`, the selected blocks keep their candidate positions
+    whenever all candidates and the local window fit."""
     room = window - sink_tokens - local_max
     if room < 0:
         raise ValueError(f"the question and answer ({local_max} tokens) do not fit the "
                          f"model's window of {window} tokens beside the sinks")
+    # Every candidate in place: the last one may be a partial block.
+    start = (sink_tokens + (n_candidates - 1) * block_size + last_valid) if n_candidates \
+        else sink_valid
+    fits = start + local_max <= window
+    if original and fits:
+        k = min(n_candidates, budget_tokens // block_size)
+        return PositionPlan(sink_tokens, k, block_size, start, k == n_candidates, True)
     k = min(n_candidates, budget_tokens // block_size, room // block_size)
-    if k == n_candidates:
-        # Original layout: the last candidate may be a partial block.
-        start = (sink_tokens + (k - 1) * block_size + last_valid) if k else sink_valid
-        if start + local_max <= window:
-            return PositionPlan(sink_tokens, k, block_size, start, True)
+    if k == n_candidates and fits:
+        return PositionPlan(sink_tokens, k, block_size, start, True, True)
     return PositionPlan(sink_tokens, k, block_size, sink_tokens + k * block_size, False)
 
 
@@ -152,14 +185,18 @@ class SparseAttention:
             sink_tokens=self.sink_blocks * B, sink_valid=self.sink_valid,
             n_candidates=n_cand, last_valid=cand_valid[-1] if cand_valid else 0,
             block_size=B, budget_tokens=config.budget_tokens, local_max=local_max,
-            window=cfg.max_position)
+            window=cfg.max_position, original=config.positions == "original")
+        # a candidate's own position: sinks, then the candidates one after another
+        self.cand_pos = self.plan.sink_tokens + B * torch.arange(n_cand, device=dev)
         self.local_max = local_max
-        self._slot_rope = rope_cos_sin(self.plan.slot_positions(dev), cfg.head_dim, cfg.rope_theta)
+        self._slot_rope = None if self.plan.original else rope_cos_sin(
+            self.plan.slot_positions(dev), cfg.head_dim, cfg.rope_theta)
         self._sinks: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         self._cands: dict[int, LayerCandidates] = {}
         self._local: dict[int, tuple[Tensor, Tensor]] = {}
         self._local_rope: tuple = (None, None)
         self.selections: dict[int, Tensor] = {}     # layer -> last [kv_heads, k] candidate ids
+        self.question_picks: dict[int, Tensor] = {}  # layer -> the question's ids, best first
         self._gathered: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
         self.gathers = 0                            # (layer, step) gathers actually done
         self.record = False
@@ -206,13 +243,83 @@ class SparseAttention:
                 labels=join(labels) if full else None)
         return self._cands[layer]
 
-    def select(self, layer: int, q: Tensor) -> Tensor:
-        """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads, rows, D]."""
+    def select(self, layer: int, q: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads,
+        rows, D] (rows: query heads of the group x tokens at `positions`)."""
         k, n_kv = self.plan.n_select, self.cfg.n_kv_heads
         if self.plan.everything:
             return torch.arange(k, device=self.device).expand(n_kv, k)
-        scores = self.selector.scores(q.float(), self._candidates(layer))
-        return top_blocks(aggregate(scores, self.cfg.head_dim), k)
+        scores = aggregate(self.selector.scores(q.float(), self._candidates(layer)),
+                           self.cfg.head_dim)
+        if layer not in self.question_picks:           # the question's own forward
+            ranked = self._question_pick(layer, q, positions, scores, k)
+            self.question_picks[layer] = ranked
+        else:
+            pinned = self.question_picks[layer]
+            n_pin = round(k * self.config.pin_fraction)
+            if n_pin:
+                scores = scores.scatter(1, pinned[:, :n_pin], float("inf"))
+            ranked = scores.topk(k, dim=-1).indices
+        return ranked.sort(dim=-1).values
+
+    def _question_pick(self, layer: int, q: Tensor, positions: Tensor | None,
+                       scores: Tensor, k: int) -> Tensor:
+        """The question's k candidates per head [kv_heads, k], best first.
+
+        "hybrid" alternates the blocks with the most exact attention mass
+        (dense's own choice, which favours the question's neighbourhood) and
+        the selector's position-free best (which finds a distant needle that
+        few query rows look at); "exact" and "selector" use one of them."""
+        how = self.config.question_scoring
+        if how == "selector" or positions is None:
+            return scores.topk(k, dim=-1).indices
+        mass = self._exact_mass(layer, q, positions, scores)
+        if how == "exact":
+            return mass.topk(k, dim=-1).indices
+        n_exact = (k + 1) // 2
+        best = mass.topk(n_exact, dim=-1).indices
+        rest = scores.scatter(1, best, float("-inf")).topk(k - n_exact, dim=-1).indices
+        ranked = torch.empty_like(scores[:, :k], dtype=torch.long)
+        ranked[:, 0::2], ranked[:, 1::2] = best, rest
+        return ranked
+
+    def _exact_mass(self, layer: int, q: Tensor, positions: Tensor, scores: Tensor) -> Tensor:
+        """Exact attention mass [kv_heads, n_candidates] of the question's rows
+        (-inf outside the selector's shortlist when there are more than
+        `exact_max_tokens` candidate tokens)."""
+        H, B, D = self.cfg.n_kv_heads, self.block, self.cfg.head_dim
+        n = len(self.cand_block)
+        shortlist = self.config.exact_max_tokens // B
+        if n > shortlist:
+            pool = scores.topk(shortlist, dim=-1).indices
+        else:
+            pool = torch.arange(n, device=self.device).expand(H, n)
+        keys, _, valid = self._gather(layer, pool)
+        c, S = self.caches[0], self.sink_blocks
+        sink_k, _ = c.gather(layer, torch.arange(H).repeat_interleave(S), torch.arange(S).repeat(H))
+        sink_k = sink_k.view(H, S * B, D)
+        sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
+        if self.plan.original:
+            # dense attention's own geometry over the candidates
+            keys = self._rotate(keys, pool)
+            sink_k = apply_rope(sink_k, *rope_cos_sin(torch.arange(S * B, device=self.device),
+                                                       D, self.cfg.rope_theta))
+            cos, sin = rope_cos_sin(positions, D, self.cfg.rope_theta)
+            G, T = self.cfg.group, positions.shape[0]
+            q = apply_rope(q.view(H, G, T, D), cos, sin).view(H, G * T, D)
+        # past the window no positions are known yet: score before RoPE, as the selectors do
+        mass = exact_block_mass(q, keys, valid, sink_k, sink_valid, B)
+        return torch.full_like(scores, float("-inf")).scatter(1, pool, mass)
+
+    def _rotate(self, keys: Tensor, sel: Tensor) -> Tensor:
+        """Rotate gathered keys [H, k*B, D] of candidates `sel` [H, k] at their
+        original positions, or at the reassigned slots."""
+        if not self.plan.original:
+            return apply_rope(keys, *self._slot_rope)
+        H, B, D = sel.shape[0], self.block, self.cfg.head_dim
+        pos = (self.cand_pos[sel][..., None] + torch.arange(B, device=self.device)).reshape(-1)
+        cos, sin = rope_cos_sin(pos, D, self.cfg.rope_theta)
+        return apply_rope(keys, cos.view(H, -1, D), sin.view(H, -1, D))
 
     def _gather(self, layer: int, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         H, k, B = sel.shape[0], sel.shape[1], self.block
@@ -243,7 +350,7 @@ class SparseAttention:
         if self._local_rope[0] != (n_past, T):        # once per forward, not per layer
             pos = torch.arange(plan.local_start + n_past, plan.local_start + n_past + T,
                                device=q.device)
-            self._local_rope = ((n_past, T), rope_cos_sin(pos, D, cfg.rope_theta))
+            self._local_rope = ((n_past, T), rope_cos_sin(pos, D, cfg.rope_theta), pos)
         cos, sin = self._local_rope[1]
         q_pre = q.transpose(0, 1).reshape(H, G * T, D)              # grouped by KV head
         q_rot = apply_rope(q.transpose(0, 1), cos, sin).reshape(H, G * T, D)
@@ -258,14 +365,14 @@ class SparseAttention:
         valid = [sink_valid.expand(H, -1)]
         sel = None
         if plan.n_select:
-            sel = self.select(layer, q_pre)
+            sel = self.select(layer, q_pre, self._local_rope[2])
             self.selections[layer] = sel
             hit = self._gathered.get(layer)
             if hit is None or not torch.equal(hit[0], sel):
                 # Consecutive tokens mostly pick the same blocks: gather and
                 # rotate only when the selection changed.
                 k_sel, v_sel, sel_valid = self._gather(layer, sel)
-                hit = (sel, apply_rope(k_sel, *self._slot_rope), v_sel, sel_valid)
+                hit = (sel, self._rotate(k_sel, sel), v_sel, sel_valid)
                 self._gathered[layer] = hit
                 self.gathers += 1
             parts_k.append(hit[1])

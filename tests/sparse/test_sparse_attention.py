@@ -112,6 +112,7 @@ def test_needle_block_selected_end_to_end(tmp_path):
     engine = _engine(model, tmp_path, budget=64, centroids=64)
     cache = engine.prefill_document(doc)
     needle_candidate = needle_at // 16 - 1           # block 0 is the sink
+    engine.config.sparse.question_scoring = "selector"     # the representatives alone
     for selector in ("quest", "centroids"):     # a mean key dilutes one sharp key
         engine.config.sparse.selector = selector
         stream = engine.answer(cache, [299], max_new_tokens=1)

@@ -1,0 +1,179 @@
+"""Which blocks a question attends to, and where they sit: exact scoring of
+the question's forward against dense attention's own mass, original
+positions against a dense forward masked to the same blocks, the hybrid
+pick, the shortlist and the pinning of the question's blocks while decoding."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.sparse.attention import SparseAttention, SparseConfig
+from engine.sparse.generate import EngineConfig, SparseEngine
+from engine.sparse.kvstore import PrefillConfig
+from engine.sparse.model import apply_rope, from_transformers, rope_cos_sin
+
+from sparse_support import tiny_hf
+
+B = 16          # block size of these tests
+
+
+def _rand(n, seed):
+    return torch.randint(0, 300, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def _setup(tmp_path, *, doc_len=200, seed=21, kind="llama", **sparse):
+    model = from_transformers(tiny_hf(kind, seed=seed))
+    engine = SparseEngine(model, "tiny", tmp_path, EngineConfig(
+        prefill=PrefillConfig(block_size=B, chunk=32, dtype="float32"),
+        sparse=SparseConfig(**sparse)))
+    doc = _rand(doc_len, seed)
+    return model, engine, doc, engine.prefill_document(doc)
+
+
+def _question_forward(model, engine, cache, question):
+    attn = SparseAttention(model.cfg, [cache], engine.config.sparse, local_max=len(question))
+    with torch.no_grad():
+        logits = model(torch.tensor(question), attn)
+    return attn, logits
+
+
+class _ReferenceDense:
+    """Dense causal attention over document + question at the true positions;
+    the question's rows may only see the document keys `allowed[layer]`
+    [kv_heads, n_doc] (None: all), and their rotated q/k are recorded."""
+
+    def __init__(self, cfg, n_doc, allowed=None):
+        self.cfg, self.n_doc, self.allowed, self.seen = cfg, n_doc, allowed, {}
+
+    def __call__(self, layer, q, k, v):
+        c, T = self.cfg, q.shape[0]
+        cos, sin = rope_cos_sin(torch.arange(T), c.head_dim, c.rope_theta)
+        q = apply_rope(q.transpose(0, 1), cos, sin).float()          # [Hq, T, D]
+        k = apply_rope(k.transpose(0, 1), cos, sin).float()          # [Hkv, T, D]
+        v = v.transpose(0, 1).float()
+        self.seen[layer] = (q, k)
+        H, G = c.n_kv_heads, c.group
+        mask = torch.ones(T, T, dtype=torch.bool).tril()[None].repeat(H, 1, 1)
+        if self.allowed is not None:
+            mask[:, self.n_doc:, :self.n_doc] &= self.allowed[layer][:, None, :]
+        mask = mask.repeat_interleave(G, 0)
+        out = F.scaled_dot_product_attention(q, k.repeat_interleave(G, 0),
+                                             v.repeat_interleave(G, 0), attn_mask=mask)
+        return out.transpose(0, 1)
+
+
+def _allowed(attn, n_doc):
+    """Document keys the sparse question forward attended, per layer [kv_heads, n_doc]."""
+    out = {}
+    for layer, sel in attn.selections.items():
+        keep = torch.zeros(sel.shape[0], n_doc, dtype=torch.bool)
+        keep[:, :attn.sink_valid] = True
+        for h in range(sel.shape[0]):
+            for b in attn.cand_block[sel[h]].tolist():
+                keep[h, b * B:(b + 1) * B] = True
+        out[layer] = keep[:, :n_doc]
+    return out
+
+
+@pytest.mark.parametrize("scoring", ["exact", "selector", "hybrid"])
+def test_selected_blocks_at_original_positions_equal_dense_masked_to_them(scoring, tmp_path):
+    """With a budget of 4 of 12 candidate blocks, the sparse question forward
+    is exactly dense attention whose question rows see only those blocks."""
+    model, engine, doc, cache = _setup(tmp_path, budget_tokens=4 * B, question_scoring=scoring)
+    question = _rand(10, 22)
+    attn, sparse_logits = _question_forward(model, engine, cache, question)
+    assert attn.plan.original and not attn.plan.everything and attn.plan.n_select == 4
+    assert attn.plan.local_start == len(doc)
+    ref = _ReferenceDense(model.cfg, len(doc), _allowed(attn, len(doc)))
+    with torch.no_grad():
+        dense = model(torch.tensor(doc + question), ref)[len(doc):]
+    torch.testing.assert_close(sparse_logits, dense, atol=1e-4, rtol=1e-4)
+    # and the restriction matters: unmasked dense differs
+    with torch.no_grad():
+        full = model(torch.tensor(doc + question), _ReferenceDense(model.cfg, len(doc)))
+    assert (full[len(doc):] - dense).abs().max() > 1e-3
+
+
+def _dense_block_mass(ref, layer, n_doc, group):
+    """Mass per document block of the question rows, softmax over the document keys."""
+    q, k = ref.seen[layer]
+    qd = q[:, n_doc:]                                           # [Hq, T, D]
+    kd = k[:, :n_doc].repeat_interleave(group, 0)
+    p = torch.softmax(qd @ kd.transpose(1, 2) * q.shape[-1] ** -0.5, dim=-1)
+    H = k.shape[0]
+    return p.view(H, group, -1, n_doc).sum(dim=(1, 2)).view(H, -1, B).sum(-1)   # [H, blocks]
+
+
+def test_exact_scoring_picks_dense_attentions_heaviest_blocks(tmp_path):
+    model, engine, doc, cache = _setup(tmp_path, doc_len=192, budget_tokens=3 * B,
+                                       question_scoring="exact")
+    question = _rand(8, 23)
+    attn, _ = _question_forward(model, engine, cache, question)
+    # the same hidden states as the sparse forward (its later layers follow
+    # from the blocks the earlier ones attended), mass over every block
+    ref = _ReferenceDense(model.cfg, len(doc), _allowed(attn, len(doc)))
+    with torch.no_grad():
+        model(torch.tensor(doc + question), ref)
+    for layer in range(model.cfg.n_layers):
+        mass = _dense_block_mass(ref, layer, len(doc), model.cfg.group)[:, 1:]   # after the sink
+        expected = mass.topk(3, dim=-1).indices
+        assert torch.equal(attn.question_picks[layer], expected), layer
+
+    # a shortlist of 5 blocks: the exact pick is the best of the selector's 5
+    # (layer 0, whose queries do not depend on what was attended)
+    engine.config.sparse.exact_max_tokens = 5 * B
+    attn, _ = _question_forward(model, engine, cache, question)
+    plain = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=5 * B,
+                                                             question_scoring="selector"),
+                            local_max=len(question))
+    with torch.no_grad():
+        model(torch.tensor(question), plain)
+    for layer in [0]:
+        short = plain.question_picks[layer]
+        mass = _dense_block_mass(ref, layer, len(doc), model.cfg.group)[:, 1:]
+        best = short.gather(1, mass.gather(1, short).topk(3, dim=-1).indices)
+        assert torch.equal(attn.question_picks[layer], best), layer
+
+
+def test_hybrid_takes_the_exact_best_and_the_selectors_best(tmp_path):
+    model, engine, doc, cache = _setup(tmp_path, budget_tokens=4 * B, question_scoring="exact")
+    question = _rand(9, 24)
+    picks = {}
+    for how in ("exact", "selector", "hybrid"):
+        engine.config.sparse.question_scoring = how
+        attn, _ = _question_forward(model, engine, cache, question)
+        picks[how] = attn.question_picks
+    for layer, hybrid in picks["hybrid"].items():
+        exact, selector = picks["exact"][layer], picks["selector"][layer]
+        assert torch.equal(hybrid[:, 0::2], exact[:, :2])
+        for h in range(hybrid.shape[0]):
+            rest = [b for b in selector[h].tolist() if b not in exact[h, :2].tolist()][:2]
+            assert hybrid[h, 1::2].tolist() == rest
+
+
+@pytest.mark.parametrize("pin", [0.5, 1.0])
+def test_decoding_keeps_the_questions_pinned_blocks(pin, tmp_path):
+    model, engine, doc, cache = _setup(tmp_path, doc_len=300, budget_tokens=4 * B,
+                                       pin_fraction=pin)
+    stream = engine.answer(cache, _rand(7, 25), max_new_tokens=6)
+    seen = []
+    for _ in stream:
+        seen.append({layer: s.clone() for layer, s in stream.attention.selections.items()})
+    attn, n_pin = stream.attention, round(4 * pin)
+    assert len(seen) == 6
+    for step in seen[1:]:
+        for layer, sel in step.items():
+            pinned = attn.question_picks[layer][:, :n_pin]
+            assert all(set(pinned[h].tolist()) <= set(sel[h].tolist()) for h in range(len(sel)))
+            if pin == 1.0:
+                assert torch.equal(sel, attn.question_picks[layer].sort(dim=-1).values)
+
+
+def test_bad_selection_settings_are_refused():
+    with pytest.raises(ValueError, match="positions"):
+        SparseConfig(positions="nearby")
+    with pytest.raises(ValueError, match="question_scoring"):
+        SparseConfig(question_scoring="oracle")
+    with pytest.raises(ValueError, match="pin_fraction"):
+        SparseConfig(pin_fraction=1.5)
