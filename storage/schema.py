@@ -151,7 +151,36 @@ def _v2(db: sqlite_utils.Database) -> None:
         )""")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """KV caches in parts: retrieval-first reading builds a long document's
+    cache page by page, as questions first need them (one row per page)."""
+    columns = ("id, document_id, model, path, block_size, tokens, layers, kv_heads, head_dim, "
+               "dtype, bytes, status, metadata, created_at")
+    db.execute("ALTER TABLE kv_caches RENAME TO kv_caches_v2")
+    db.execute("""
+        CREATE TABLE kv_caches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,                      -- model identity (name + weights hash)
+            part TEXT NOT NULL DEFAULT '',            -- '' = the whole document, else a page
+            path TEXT NOT NULL,                       -- folder of memory-mapped block files
+            block_size INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            layers INTEGER NOT NULL,
+            kv_heads INTEGER NOT NULL,
+            head_dim INTEGER NOT NULL,
+            dtype TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'ready',     -- 'writing' until complete
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            UNIQUE (document_id, model, part)
+        )""")
+    db.execute(f"INSERT INTO kv_caches ({columns}) SELECT {columns} FROM kv_caches_v2")
+    db.execute("DROP TABLE kv_caches_v2")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -40,6 +40,8 @@ class SparseOptions:
     candidate_tokens: int = 16384     # retrieval-first: source tokens offered to the selector
     budget_tokens: int = 2048         # attended per KV head besides sinks and local window
     max_document_tokens: int = 131072 # a document's cache stops after this many tokens
+    page_tokens: int = 4096           # retrieval-first: longer documents are read page by
+                                      # page, as questions need them (0: whole documents)
     weights: str | None = None        # "int8", "bfloat16", "float32"; None: int8 CPU, bf16 GPU
 
 
@@ -51,6 +53,7 @@ class DocumentRead:
     tokens: int
     built: bool
     build_s: float = 0.0
+    pages: list[str] = field(default_factory=list)   # pages read; [] = the whole document
 
 
 @dataclass
@@ -178,8 +181,11 @@ class SparseBackend(Backend):
                 max_tokens=self.options.max_document_tokens)
         return self._layouts[key]
 
-    def read_document(self, db: sqlite_utils.Database, document_id: int, system: str):
-        """(layout, cache, report) with the document's cache built on first use."""
+    def read_document(self, db: sqlite_utils.Database, document_id: int, system: str,
+                      wanted: set[int] | None = None):
+        """([(layout, cache)], report): the whole document's cache or, given the
+        `wanted` segment ids of a retrieval-first answer and a document longer
+        than a page, the caches of the pages holding them; built on first use."""
         from engine.sparse.layout import layout_key
         from engine.sparse.registry import prefill_for_document
         from storage import documents
@@ -189,13 +195,27 @@ class SparseBackend(Backend):
             raise ModelError(f"document {document_id} was removed while answering")
         lay = self.layout(db, document_id, system)
         key = layout_key(doc.sha256, lay.tokens[:lay.preamble], self.options.max_document_tokens)
-        existed = (self.engine.cache_path(key) / "meta.json").exists()
+        parts = [("", lay, key)]
+        page = self.options.page_tokens
+        if wanted is not None and page and len(lay.tokens) - lay.preamble > page:
+            pages = lay.pages(page)
+            parts = [(f"page {i + 1}/{len(pages)}", p, f"{key}-p{page}-{i}")
+                     for i, p in enumerate(pages) if wanted & p.segments.keys()] \
+                or [(f"page 1/{len(pages)}", pages[0], f"{key}-p{page}-0")]
         t0 = time.perf_counter()
-        cache = prefill_for_document(self.engine, db, document_id, lay.tokens, key)
-        if cache is None:
-            raise ModelError(f"{doc.display_name} was removed while its KV cache was being built")
-        return lay, cache, DocumentRead(document_id, doc.display_name, len(lay.tokens), not existed,
-                                        round(time.perf_counter() - t0, 3))
+        out, built = [], False
+        for part, part_layout, part_key in parts:
+            built |= not (self.engine.cache_path(part_key) / "meta.json").exists()
+            cache = prefill_for_document(self.engine, db, document_id, part_layout.tokens,
+                                         part_key, part)
+            if cache is None:
+                raise ModelError(f"{doc.display_name} was removed while its KV cache was "
+                                 "being built")
+            out.append((part_layout, cache))
+        return out, DocumentRead(document_id, doc.display_name,
+                                 sum(len(p.tokens) for p, _ in out), built,
+                                 round(time.perf_counter() - t0, 3),
+                                 [part for part, _, _ in parts if part])
 
     def stream_sources(self, db: sqlite_utils.Database, sources, question: str, system: str,
                        max_tokens: int, stop_event: threading.Event | None = None
@@ -208,24 +228,26 @@ class SparseBackend(Backend):
             self._stop.clear()
             self.last_segment_mass, self.last_report = {}, SourcesReport()
             started = time.perf_counter()
-            reads = [self.read_document(db, d, system) for d in doc_ids]
-            self.last_report.documents = [r[2] for r in reads]
-            if self.options.mode == "document":
+            whole = self.options.mode == "document"
+            wanted = None if whole else {seg.id for s in sources for seg in s.segments}
+            reads = [self.read_document(db, d, system, wanted) for d in doc_ids]
+            self.last_report.documents = [report for _, report in reads]
+            pieces = [piece for parts, _ in reads for piece in parts]    # (layout, cache)
+            if whole:
                 ranges = [lay.body() if i else [(0, len(lay.tokens))]
-                          for i, (lay, _, _) in enumerate(reads)]
+                          for i, (lay, _) in enumerate(pieces)]
             else:
-                wanted = {seg.id for s in sources for seg in s.segments}
-                ranges = [lay.ranges(wanted) for lay, _, _ in reads]
+                ranges = [lay.ranges(wanted) for lay, _ in pieces]
             _, middle, tail = self.frame(system)
             prompt = self.encode(middle + defuse_control_tokens(question.strip()) + tail)
-            caches = [cache for _, cache, _ in reads]
+            caches = [cache for _, cache in pieces]
             # The whole preamble (instructions) is the attention sink.
             self.engine.config.sparse.sink_blocks = max(
-                1, reads[0][0].preamble // self.engine.config.prefill.block_size)
+                1, pieces[0][0].preamble // self.engine.config.prefill.block_size)
             yield from self._generate(caches, prompt, ranges, max_tokens, stop_event, started)
             attribution = self._attribution
             if attribution is not None:
-                for (lay, _, _), mass in zip(reads, attribution.per_cache):
+                for (lay, _), mass in zip(pieces, attribution.per_cache):
                     for sid, value in lay.segment_mass(mass.tolist()).items():
                         if value > 0:
                             self.last_segment_mass[sid] = value

@@ -36,6 +36,30 @@ class DocumentLayout:
         """Attention mass per segment from mass per token."""
         return {sid: float(sum(token_mass[a:b])) for sid, (a, b) in self.segments.items()}
 
+    def pages(self, page_tokens: int) -> list["DocumentLayout"]:
+        """The document cut at segment starts into pages of at most
+        `page_tokens` tokens after the preamble (a longer segment is a page of
+        its own), each led by the preamble. Retrieval-first reading builds
+        only the caches of the pages its sources are on: a page's keys see
+        the instructions and the page, not the whole document before it."""
+        if page_tokens <= 0:
+            raise ValueError(f"page_tokens must be positive, not {page_tokens}")
+        starts = sorted(a for a, _ in self.segments.values())
+        cuts = [self.preamble]
+        for start, following in zip(starts, starts[1:] + [len(self.tokens)]):
+            # the segment with its separator would end the page past the limit
+            if start > cuts[-1] and following - cuts[-1] > page_tokens:
+                cuts.append(start)
+        cuts.append(len(self.tokens))
+        head = self.tokens[:self.preamble]
+        out = []
+        for a, b in zip(cuts, cuts[1:]):
+            shift = self.preamble - a
+            segs = {sid: (s + shift, e + shift) for sid, (s, e) in self.segments.items()
+                    if a <= s < b}
+            out.append(DocumentLayout(head + self.tokens[a:b], self.preamble, segs))
+        return out
+
     def to_metadata(self) -> dict:
         return {"preamble": self.preamble, "layout_version": LAYOUT_VERSION,
                 "segments": [[sid, a, b] for sid, (a, b) in self.segments.items()]}

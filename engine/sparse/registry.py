@@ -52,11 +52,13 @@ def _alive(pid: int | None) -> bool:
 
 
 def register(db: sqlite_utils.Database, document_id: int, model_id: str,
-             cache: KVCache) -> int | None:
-    """Record a complete cache for a document; None if the document is gone."""
+             cache: KVCache, part: str = "") -> int | None:
+    """Record a complete cache for a document (or one `part` of it, a page);
+    None if the document is gone."""
     lay = cache.layout
     return upsert_kv_cache(
-        db, document_id=document_id, model=model_id, path=str(Path(cache.path).resolve()),
+        db, document_id=document_id, model=model_id, part=part,
+        path=str(Path(cache.path).resolve()),
         block_size=lay.block_size, tokens=lay.tokens, layers=lay.layers,
         kv_heads=lay.kv_heads, head_dim=lay.head_dim, dtype=lay.dtype,
         bytes=lay.nbytes + cache.reps.nbytes,
@@ -64,30 +66,31 @@ def register(db: sqlite_utils.Database, document_id: int, model_id: str,
 
 
 def reserve(db: sqlite_utils.Database, document_id: int, model_id: str,
-            path: Path) -> int | None:
+            path: Path, part: str = "") -> int | None:
     """A 'writing' row before the build, so a sweep running meanwhile keeps
     the folder; None if the document is gone."""
     return upsert_kv_cache(
-        db, document_id=document_id, model=model_id, path=str(Path(path).resolve()),
+        db, document_id=document_id, model=model_id, part=part,
+        path=str(Path(path).resolve()),
         block_size=0, tokens=0, layers=0, kv_heads=0, head_dim=0, dtype="", bytes=0,
         status=STATUS_WRITING, metadata={"writer_pid": os.getpid()})
 
 
 def prefill_for_document(engine: "SparseEngine", db: sqlite_utils.Database, document_id: int,
-                         tokens: list[int], key: str) -> KVCache | None:
-    """Build (or reuse) a document's cache and record it: reserve, build,
-    register. If the document was removed meanwhile, its fresh folder is
-    deleted and None returned."""
+                         tokens: list[int], key: str, part: str = "") -> KVCache | None:
+    """Build (or reuse) a document's cache, or the cache of one `part` (a
+    page) of it, and record it: reserve, build, register. If the document
+    was removed meanwhile, its fresh folder is deleted and None returned."""
     path = engine.cache_path(key)
-    if reserve(db, document_id, engine.model_id, path) is None:
+    if reserve(db, document_id, engine.model_id, path, part) is None:
         return None
     try:
         cache = engine.prefill_document(tokens, key)
     except Exception:
         # A failed build (a full disk) leaves no folder; nor may it leave a row.
-        delete_kv_cache(db, document_id, engine.model_id)
+        delete_kv_cache(db, document_id, engine.model_id, part)
         raise
-    if register(db, document_id, engine.model_id, cache) is None:
+    if register(db, document_id, engine.model_id, cache, part) is None:
         shutil.rmtree(cache.path, ignore_errors=True)
         return None
     return cache
@@ -137,7 +140,7 @@ def recover(db: sqlite_utils.Database, kv_root: Path | str) -> SweepResult:
         stale_build = row.status == STATUS_WRITING and (
             not complete if writer is None else not _alive(writer))
         if (row.status != STATUS_WRITING and not complete) or stale_build:
-            delete_kv_cache(db, row.document_id, row.model)
+            delete_kv_cache(db, row.document_id, row.model, row.part)
             dropped.append(row.id)
     result = sweep_orphans(db, kv_root)
     result.dropped_rows = dropped

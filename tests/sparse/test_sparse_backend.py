@@ -95,6 +95,48 @@ def test_only_selected_segments_are_candidates_and_attention_is_reported(backend
 
 
 @pytest.mark.slow
+def test_a_long_document_is_read_page_by_page_as_questions_need_it(backend, library, tmp_path):
+    from engine.library import remove_document
+
+    db = library
+    backend.options.page_tokens = 96
+    try:
+        qa = answerer(db, backend)
+        first = answer_once(qa, "Who built the observatory?")
+        doc_id = first.sources[0].document_id
+        pages = backend.layout(db, doc_id, SPARSE_SYSTEM_PROMPT).pages(96)
+        read = first.kv["documents"][0]
+        assert len(pages) >= 3 and read["built"] and 0 < len(read["pages"]) < len(pages)
+        # only the pages holding the sources were read, one cache row each
+        selected = {sid for s in first.sources for sid in s.segment_ids}
+        numbers = [int(name.split()[1].split("/")[0]) - 1 for name in read["pages"]]
+        assert all(pages[i].segments.keys() & selected for i in numbers)
+        assert selected <= {sid for i in numbers for sid in pages[i].segments}
+        rows = kv_caches.list_kv_caches(db)
+        assert sorted(r.part for r in rows) == sorted(read["pages"])
+        assert read["tokens"] == sum(len(pages[i].tokens) for i in numbers)
+        assert "Kovacs" in first.raw_text
+
+        # another fact on another page: that page is built, the others reused
+        follow = answer_once(qa, "How much water does the Lindqvist reservoir hold?")
+        again = follow.kv["documents"][0]
+        assert "42" in follow.raw_text
+        assert set(again["pages"]) != set(read["pages"])
+        parts = {r.part for r in kv_caches.list_kv_caches(db)}
+        assert parts == set(read["pages"]) | set(again["pages"])
+        same = answer_once(qa, "Who built the observatory?")
+        assert not same.kv["documents"][0]["built"]
+
+        # removing the document removes every page's files
+        folders = [Path(r.path) for r in kv_caches.list_kv_caches(db)]
+        assert all(f.is_dir() for f in folders)
+        assert remove_document(db, doc_id, backend.options.kv_root)
+        assert not kv_caches.list_kv_caches(db) and not any(f.exists() for f in folders)
+    finally:
+        backend.options.page_tokens = SparseOptions(kv_root=tmp_path).page_tokens
+
+
+@pytest.mark.slow
 def test_any_chat_streams_with_its_system_message_cached(backend):
     chat = [{"role": "system", "content": "The capital of Freedonia is Zorbatown."},
             {"role": "user", "content": "What is the capital of Freedonia?"}]
