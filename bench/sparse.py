@@ -4,6 +4,8 @@
     python bench/sparse.py --contexts 2048,4096 --budgets 256,1024 --llama
     python bench/sparse.py --device cuda --random-configs qwen2.5-0.5b,llama-3-8b \\
         --synthetic 32768,131072 --no-accuracy                            # GPU timing
+    python bench/sparse.py --device cuda --random-configs llama-3-8b --static \\
+        --synthetic 131072 --budgets 1024,2048                            # graph-captured step
 
 Sections (each a table; everything also goes to bench/out/sparse.json):
 
@@ -23,6 +25,10 @@ decode     decode ms/token at long contexts without prefilling them: random
            of the same length, next to the physical floor (bytes read per
            token / measured memory bandwidth); ttft2 there is a 16-token
            follow-up question over the stored cache.
+static     (--static, CUDA) the fixed-shape decode step captured in a CUDA
+           graph (engine/sparse/static_decode.py), K/V in pinned host memory
+           and only the selected blocks on the device, against the existing
+           sparse path and transformers dense (bench/sparse_static.py).
 
 Weights: ours int8 weight-only on CPU unless --weights (bf16 on CUDA); transformers float32
 on CPU (bf16 on CUDA); llama.cpp the GGUF's own Q4_K_M.
@@ -49,6 +55,7 @@ from engine.sparse.generate import EngineConfig, SparseEngine  # noqa: E402
 from engine.sparse.kvstore import PrefillConfig  # noqa: E402
 from engine.sparse.model import from_transformers, load_hf_model  # noqa: E402
 
+from sparse_static import run_static  # noqa: E402
 from sparse_decode import RANDOM_CONFIGS, random_model, reset_peak, run_decode  # noqa: E402
 from sparse_needle import haystack_text, run_accuracy  # noqa: E402
 from sparse_common import HEAD, Row  # noqa: E402
@@ -72,6 +79,8 @@ def main() -> None:
     ap.add_argument("--contexts", type=_ints, default=[2048, 4096])
     ap.add_argument("--budgets", type=_ints, default=[256, 1024, 2048])
     ap.add_argument("--needles", type=int, default=3)
+    ap.add_argument("--selections", type=lambda v: v.split(","), default=["hybrid"],
+                    help="selection policies to compare: hybrid (default), exact, quest")
     ap.add_argument("--max-new", type=int, default=12)
     ap.add_argument("--chunk", type=int, default=512)
     ap.add_argument("--retained", action=argparse.BooleanOptionalAction, default=True)
@@ -79,25 +88,40 @@ def main() -> None:
     ap.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--synthetic", type=_ints, default=[32768, 131072])
     ap.add_argument("--dense-max", type=int, default=131072,
-    ap.add_argument("--selections", type=lambda v: v.split(","), default=["hybrid"],
-                    help="selection policies to compare: hybrid (default), exact, quest")
                     help="largest synthetic context for the transformers dense baseline")
     ap.add_argument("--decode-tokens", type=int, default=8)
     ap.add_argument("--random-configs", default="",
                     help=f"time random-weight models instead: {','.join(RANDOM_CONFIGS)}")
+    ap.add_argument("--static", action="store_true",
+                    help="time the graph-captured static decode step (CUDA, random configs)")
+    ap.add_argument("--static-modes", type=lambda s: s.split(","), default=["graph", "compile"],
+                    help="graph: eager kernels in a CUDA graph; compile: torch.compile + graph")
+    ap.add_argument("--static-placements", type=lambda s: s.split(","), default=["pinned"],
+                    help="where the stored K/V lives for the static step: pinned, device")
+    ap.add_argument("--existing", action=argparse.BooleanOptionalAction, default=True,
+                    help="with --static: also time the existing sparse decode path")
     ap.add_argument("--kv-dir", default=None, help="where temporary KV caches go")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/out/sparse.json")
     args = ap.parse_args()
+    if args.static and (args.device != "cuda" or not args.random_configs):
+        ap.error("--static times the CUDA step on --random-configs")
+    if args.static:     # one compiled function per shape: budgets x contexts x models
+        for key in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, key):
+                setattr(torch._dynamo.config, key, 64)
     torch.set_num_threads(args.threads)
     rows: list[Row] = []
     started = time.time()
     print(HEAD)
     if args.random_configs:
         for name in args.random_configs.split(","):
-            hf = random_model(name, args.device)
-            model = from_transformers(hf, mode="bfloat16" if args.device == "cuda" else "int8",
-                                      device=args.device)
-            run_decode(args, hf, model, name, rows)
+            mode = args.weights or ("bfloat16" if args.device == "cuda" else "int8")
+            hf = random_model(name, args.device, float32=mode == "float32")
+            model = from_transformers(hf, mode=mode, device=args.device)
+            if args.static:
+                run_static(args, hf, model, name, rows)
+            else:
+                run_decode(args, hf, model, name, rows)
             del hf, model
             gc.collect()
             reset_peak(args.device)

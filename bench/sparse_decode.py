@@ -51,8 +51,6 @@ def _sync(device: str) -> None:
 
 def run_decode(args, hf, model, name: str, rows: list[Row]) -> None:
     """Decode ms/token on random K/V of long contexts: sparse vs dense."""
-    from transformers import DynamicCache
-
     cfg, dev = model.cfg, args.device
     bw = measure_bandwidth(dev)
     weights = param_bytes(model)
@@ -86,30 +84,37 @@ def run_decode(args, hf, model, name: str, rows: list[Row]) -> None:
                 gc.collect()
         if hf is None or n > args.dense_max:
             continue
-        # transformers dense with a random cache of n tokens
-        reset_peak(dev)
-        dt = next(hf.parameters()).dtype
-        try:
-            cache = DynamicCache(config=hf.config)
-            for layer in range(cfg.n_layers):
-                k = torch.randn(1, cfg.n_kv_heads, n, cfg.head_dim, dtype=dt, device=dev)
-                cache.update(k, torch.randn_like(k), layer)
-            with torch.no_grad():
-                _, _, dec = greedy_hf(hf, cache, [1000], args.decode_tokens + 1, set())
-        except torch.OutOfMemoryError:
-            rows.append(Row("decode", "transformers dense", n, "all", note="out of memory"))
-            continue
-        _sync(dev)
-        kv_bytes = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * n * dt.itemsize
-        hf_weights = sum(p.numel() * p.element_size() for p in hf.parameters())
-        r = Row("decode", "transformers dense", n, "all",
-                decode_ms=1000 * sum(dec) / len(dec), floor_ms=1000 * (hf_weights + kv_bytes) / bw,
-                note=f"{name}, {dt}", memory=_memory(dev, None, "dense")
-                + f"; KV {kv_bytes / 2**30:.2f} GiB")
-        rows.append(r)
-        print_row(r)
-        del cache
-        gc.collect()
+        dense_row(args, hf, cfg, n, bw, name, rows)
+
+
+def dense_row(args, hf, cfg, n: int, bw: float, name: str, rows: list[Row]) -> None:
+    """transformers dense decode with a random DynamicCache of n tokens."""
+    from transformers import DynamicCache
+
+    dev = args.device
+    reset_peak(dev)
+    dt = next(hf.parameters()).dtype
+    try:
+        cache = DynamicCache(config=hf.config)
+        for layer in range(cfg.n_layers):
+            k = torch.randn(1, cfg.n_kv_heads, n, cfg.head_dim, dtype=dt, device=dev)
+            cache.update(k, torch.randn_like(k), layer)
+        with torch.no_grad():
+            _, _, dec = greedy_hf(hf, cache, [1000], args.decode_tokens + 1, set())
+    except torch.OutOfMemoryError:
+        rows.append(Row("decode", "transformers dense", n, "all", note="out of memory"))
+        return
+    _sync(dev)
+    kv_bytes = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * n * dt.itemsize
+    hf_weights = sum(p.numel() * p.element_size() for p in hf.parameters())
+    r = Row("decode", "transformers dense", n, "all",
+            decode_ms=1000 * sum(dec) / len(dec), floor_ms=1000 * (hf_weights + kv_bytes) / bw,
+            note=f"{name}, {dt}", memory=_memory(dev, None, "dense")
+            + f"; KV {kv_bytes / 2**30:.2f} GiB", extra={"kv_bytes": kv_bytes})
+    rows.append(r)
+    print_row(r)
+    del cache
+    gc.collect()
 
 
 def _sparse_bytes(lay: KVLayout, budget: int, cfg) -> int:
@@ -136,12 +141,14 @@ def _memory(dev: str, kvc, placement: str) -> str:
     return f"RSS {rss:.2f} GiB"
 
 
-def random_model(name: str, device: str):
+def random_model(name: str, device: str, *, float32: bool = False):
+    """Random weights of a published shape: bf16 on CUDA unless `float32`
+    (the static step's equality check without bf16 rounding)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     spec = dict(RANDOM_CONFIGS[name])
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" and not float32 else torch.float32
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return model.eval()

@@ -1,0 +1,367 @@
+"""A fixed-shape, one-token sparse decode step that a CUDA graph can capture.
+
+`SparseAttention` (attention.py) grows its local window with torch.cat, asks
+the host whether a selection changed, and runs a Python path per layer: on a
+GPU the step is bound by launching ~2,400 small kernels, not by the bytes it
+moves. This step does the same arithmetic with every shape fixed once:
+
+- the local window is a preallocated [kv_heads, local_max, head_dim] buffer
+  per layer with a device-side length counter (new keys written at the
+  counter, masked by position);
+- each (layer, KV head) selects exactly `plan.n_select` blocks on the
+  device (the existing selector's scores, the question's pinned blocks
+  first, top-k: SparseAttention.select's rule), and a block pool
+  (block_pool.py) keeps them on the device, fetching only newly selected
+  blocks from pinned host memory;
+- pooled keys are rotated where attention.py's PositionPlan puts them (the
+  candidate's own position while everything fits the window, else slot
+  rank i in document order at S + i*B) by the kernels of
+  pool_attention.py, sinks and the local window as there, and attended
+  exactly in float32;
+- the next token (greedy) and the counters are updated on the device, so a
+  whole step is one graph replay with no host sync inside.
+
+The question itself goes through `SparseAttention` (one dynamic forward per
+question); `StaticDecoder` adopts its state and takes over for the answer's
+tokens. Attribution mass lands in the same buffer `SparseAttention` uses, so
+`attention.attribution()` covers the answer as in the engine's decode path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .attention import SparseAttention
+from .block_pool import CandidateTables, empty_resident, fetch_blocks, refill_into
+from .model import Transformer, apply_rope, rope_cos_sin
+from .pool_attention import pool_logits, pool_values
+from .selectors import aggregate
+
+
+@dataclass
+class StaticConfig:
+    graph: bool = True       # capture one step in a CUDA graph (ignored on a CPU)
+    compile: bool = False    # torch.compile the per-layer arithmetic (fewer, fused kernels)
+    record: bool = True      # attribution mass, as the engine's decode path records
+
+
+@dataclass
+class LayerState:
+    """Device tensors one layer's step reads and writes; shapes never change."""
+
+    sink_k: Tensor           # [H, S*B, D] float32, rotated at 0..S*B
+    sink_v: Tensor           # [H, S*B, D] float32
+    sink_mask: Tensor        # [H, 1, S*B] bool
+    local_k: Tensor          # [H, local_max, D] float32, rotated
+    local_v: Tensor          # [H, local_max, D] float32
+    host_k: Tensor | None    # [H, n_blocks, B, D] stored keys (pinned host or device)
+    host_v: Tensor | None
+    pool_k: Tensor | None    # [H, k, B, D] the selected blocks, slot order
+    pool_v: Tensor | None
+    resident: Tensor | None  # [H, k] candidate id in each slot
+    selection: Tensor | None  # [H, k] the last selection (any order), for checks
+    reps: object = None      # LayerCandidates
+    pinned: Tensor | None = None  # [H, n_pin] candidate ids kept from the question's pick
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """model.Linear for float32 / bfloat16 weights: float32 activations in and out."""
+    y = F.linear(x.float(), w) if w.dtype == torch.float32 else F.linear(x.to(w.dtype), w).float()
+    return y if b is None else y + b
+
+
+def _rms(x: Tensor, w: Tensor, eps: float) -> Tensor:
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)) * w
+
+
+def _pre(x, norm_w, wq, bq, wk, bk, wv, bv, cos, sin, eps: float, H: int, G: int, D: int):
+    """Pre-RoPE grouped queries, rotated queries (scaled by 1/sqrt(D)),
+    rotated key and value of one token."""
+    h = _rms(x, norm_w, eps)
+    q = _linear(h, wq, bq).view(H * G, 1, D)
+    k = _linear(h, wk, bk).view(H, 1, D)
+    v = _linear(h, wv, bv).view(H, 1, D)
+    q_rot = apply_rope(q, cos, sin).reshape(H, G, D) * D ** -0.5
+    return q.reshape(H, G, D), q_rot, apply_rope(k, cos, sin), v
+
+
+def _route(q_pre, reps, selector, head_dim: int, k: int, pinned):
+    """The k best blocks per KV head, in no particular order (the pool wants
+    a set), the `pinned` ones [H, n_pin] (from the question's pick) first,
+    as SparseAttention.select chooses them."""
+    scores = aggregate(selector.scores(q_pre.float(), reps), head_dim)
+    if pinned is not None:
+        scores = scores.scatter(1, pinned, float("inf"))
+    return scores.topk(k, dim=-1).indices
+
+
+def _mix(q, sink_k, sink_v, sink_mask, pool_logits, slot_valid, slot_tok, block_offsets,
+         dump: int, local_k, local_v, local_mask):
+    """Softmax over [sinks | pool slots | local window] in float32, given
+    the pool's logits (pool_attention.pool_logits). Returns the output of
+    sinks and local window [H, G, D] (the pool's part is added by
+    pool_values), the pool's probabilities [H, G, k*B], and for attribution
+    the sinks' mass [S] and the pool's mass per document token (token ids
+    [H*k*B], `dump` where padding)."""
+    parts = [(q @ sink_k.transpose(1, 2)).masked_fill(~sink_mask, float("-inf"))]
+    if pool_logits is not None:
+        parts.append(pool_logits)
+    parts.append((q @ local_k.transpose(1, 2)).masked_fill(~local_mask, float("-inf")))
+    probs = torch.softmax(torch.cat(parts, -1), dim=-1)
+    n_sink = sink_k.shape[1]
+    out = probs[..., :n_sink] @ sink_v + probs[..., -local_k.shape[1]:] @ local_v
+    sink_mass = probs[..., :n_sink].sum(dim=(0, 1)).double()
+    if pool_logits is None:
+        return out, None, sink_mass, None, None
+    H = q.shape[0]
+    p_pool = probs[..., n_sink:n_sink + pool_logits.shape[-1]].contiguous()
+    valid = block_offsets < slot_valid[..., None]
+    tok = torch.where(valid, slot_tok[..., None] + block_offsets, dump).view(-1)
+    return out, p_pool, sink_mass, tok, p_pool.sum(1).double().view(H, -1).reshape(-1)
+
+
+def _post(x, attn_out, wo, bo, norm_w, wg, wu, wd, eps: float):
+    """Residual + output projection, then the SwiGLU MLP (model.Block.finish)."""
+    x = x + _linear(attn_out.reshape(x.shape[0], -1), wo, bo)
+    h = _rms(x, norm_w, eps)
+    return x + _linear(F.silu(_linear(h, wg, None)) * _linear(h, wu, None), wd, None)
+
+
+class StaticDecoder:
+    """Decode one token per call with fixed shapes over `attn`'s plan.
+
+    Build it after the question's forward through `attn` (its local window,
+    sinks, candidates and position plan are adopted); then `step(token)`
+    returns the next logits. `attn` must not be used for decoding meanwhile.
+    """
+
+    def __init__(self, model: Transformer, attn: SparseAttention,
+                 config: StaticConfig | None = None):
+        if len(attn.caches) != 1:
+            raise NotImplementedError("the static decode step takes one document cache")
+        if model.mode not in ("float32", "bfloat16"):
+            raise ValueError(f"the static decode step needs float32 or bfloat16 weights, "
+                             f"not {model.mode}")
+        self.model, self.attn = model, attn
+        self.config = config or StaticConfig()
+        cfg, plan = model.cfg, attn.plan
+        self.cfg, self.plan = cfg, plan
+        dev = self.device = attn.device
+        H, D, B, k = cfg.n_kv_heads, cfg.head_dim, attn.block, plan.n_select
+        self.k = k
+        n_past = attn._local[0][0].shape[1] if attn._local else 0
+        self.n_host = n_past                         # host mirror, for the bound check
+        self.local_max = attn.local_max
+        self.n_local = torch.tensor([n_past], dtype=torch.long, device=dev)
+        self.token = torch.zeros(1, dtype=torch.long, device=dev)
+        self.fetched = torch.zeros(1, dtype=torch.long, device=dev)    # blocks fetched, total
+        cache = attn.caches[0]
+        self.layers: list[LayerState] = []
+        for i in range(cfg.n_layers):
+            sk, sv, sval = attn._sink_kv(i)
+            lk = torch.zeros(H, self.local_max, D, device=dev)
+            lv = torch.zeros_like(lk)
+            if n_past:
+                lk[:, :n_past], lv[:, :n_past] = attn._local[i]
+            st = LayerState(sk.float(), sv.float(), sval.expand(H, -1)[:, None, :].clone(),
+                            lk, lv, None, None, None, None, None, None)
+            if k:
+                st.host_k, st.host_v = cache.keys[i], cache.values[i]
+                st.pool_k = torch.zeros(H, k, B, D, dtype=cache.keys[i].dtype, device=dev)
+                st.pool_v = torch.zeros_like(st.pool_k)
+                st.resident = empty_resident(H, k, dev)
+                st.selection = torch.zeros(H, k, dtype=torch.long, device=dev)
+                st.reps = attn._candidates(i)
+            self.layers.append(st)
+        self.fixed_sel = self.cand = None
+        self.rope_cos = self.rope_sin = self._valid = self._tok = None
+        if k:
+            original = bool(getattr(plan, "original", False))
+            n_cand = len(attn.cand_block)
+            pos = getattr(attn, "cand_pos", None)
+            if pos is None:
+                pos = plan.sink_tokens + B * torch.arange(n_cand, device=dev)
+            self.cand = CandidateTables(attn.cand_block, attn.cand_valid, attn.cand_tok, pos,
+                                        original, plan.sink_tokens, B)
+            # cos/sin per position a slot's token can take
+            span = plan.sink_tokens + B * (n_cand if original else k)
+            self.rope_cos, self.rope_sin = rope_cos_sin(torch.arange(span, device=dev), D,
+                                                        cfg.rope_theta)
+            if plan.everything:
+                self.fixed_sel = torch.arange(k, device=dev).expand(H, k).contiguous()
+            n_pin = round(k * getattr(attn.config, "pin_fraction", 0.0))
+            picks = getattr(attn, "question_picks", {})
+            for i, st in enumerate(self.layers):
+                if n_pin and i in picks:
+                    st.pinned = picks[i][:, :n_pin].contiguous()
+            # refill outputs, shared by the layers (they run one after another)
+            self._blocks = torch.zeros(H, k, dtype=torch.long, device=dev)
+            self._fetch = torch.zeros(H, k, dtype=torch.int8, device=dev)
+            self._base = torch.zeros(H, k, dtype=torch.long, device=dev)
+            self._valid = torch.zeros(H, k, dtype=torch.long, device=dev)
+            self._tok = torch.zeros(H, k, dtype=torch.long, device=dev)
+        idx = torch.arange(self.layers[0].sink_k.shape[1], device=dev)
+        self._sink_tok = torch.where((idx < attn.sink_valid)
+                                     & (idx >= attn.config.attribution_skip), idx,
+                                     attn.total_tokens)
+        self.block_offsets = torch.arange(B, device=dev)
+        self.logits = torch.zeros(cfg.vocab_size, device=dev)
+        self._local_pos = torch.arange(self.local_max, device=dev)
+        self._pre, self._route, self._mix, self._post = _pre, _route, _mix, _post
+        if self.config.compile:
+            opts = dict(fullgraph=True, dynamic=False)
+            self._pre = torch.compile(_pre, **opts)
+            self._route = torch.compile(_route, **opts)
+            self._mix = torch.compile(_mix, **opts)
+            self._post = torch.compile(_post, **opts)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    # -- one step ------------------------------------------------------------
+    def _layer(self, i: int, x: Tensor, cos: Tensor, sin: Tensor, local_mask: Tensor) -> Tensor:
+        cfg, st, blk, a = self.cfg, self.layers[i], self.model.layers[i], self.attn
+        H, G, D = cfg.n_kv_heads, cfg.group, cfg.head_dim
+        q_pre, q_rot, k_rot, v = self._pre(
+            x, blk.attn_norm.weight, blk.wq.weight, blk.wq.bias, blk.wk.weight, blk.wk.bias,
+            blk.wv.weight, blk.wv.bias, cos, sin, cfg.norm_eps, H, G, D)
+        st.local_k.index_copy_(1, self.n_local, k_rot)
+        st.local_v.index_copy_(1, self.n_local, v)
+        lp = None
+        if self.k:
+            sel = self.fixed_sel if self.fixed_sel is not None else self._route(
+                q_pre, st.reps, a.selector, D, self.k, st.pinned)
+            st.selection.copy_(sel)
+            refill_into(sel, st.resident, self.cand, self._blocks, self._fetch, self._base,
+                        self._valid, self._tok, self.fetched)
+            fetch_blocks(st.host_k, st.host_v, st.pool_k, st.pool_v, self._blocks, self._fetch)
+            lp = pool_logits(q_rot, st.pool_k, self._base, self.rope_cos, self.rope_sin,
+                             self._valid)
+        out, p_pool, sink_mass, tok, pool_mass = self._mix(
+            q_rot, st.sink_k, st.sink_v, st.sink_mask, lp, self._valid, self._tok,
+            self.block_offsets, a.total_tokens, st.local_k, st.local_v, local_mask)
+        if p_pool is not None:
+            pool_values(p_pool, st.pool_v, out)
+        if self.config.record:        # SparseAttention._attribute, with fixed shapes
+            a._mass.index_add_(0, self._sink_tok, sink_mass)
+            if tok is not None:
+                a._mass.index_add_(0, tok, pool_mass)
+        return self._post(x, out.reshape(H * G, D), blk.wo.weight, blk.wo.bias,
+                          blk.mlp_norm.weight, blk.w_gate.weight, blk.w_up.weight,
+                          blk.w_down.weight, cfg.norm_eps)
+
+    def _step(self) -> None:
+        """Embed self.token, run every layer, write logits and the greedy next token."""
+        model, cfg = self.model, self.cfg
+        x = model.embed(self.token)
+        pos = self.n_local + self.plan.local_start
+        cos, sin = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
+        local_mask = (self._local_pos <= self.n_local)[None, None, :]
+        for i in range(cfg.n_layers):
+            x = self._layer(i, x, cos, sin, local_mask)
+        logits = model.head(model.norm(x))[-1]
+        self.logits.copy_(logits)
+        self.token.copy_(logits.argmax()[None])
+        self.n_local.add_(1)
+
+    # -- driving -------------------------------------------------------------
+    def capture(self, warmup: int = 2) -> None:
+        """Record one step in a CUDA graph (CUDA only). Warm-up steps run the
+        kernels once (Triton and torch.compile build theirs then); their
+        effects on the decoder's state are undone."""
+        if self.device.type != "cuda" or not self.config.graph:
+            return
+        saved = (self.n_local.clone(), self.token.clone(), self.fetched.clone(),
+                 self.attn._mass.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(warmup):
+                self._step()
+                self.n_local.copy_(saved[0])
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            self._step()
+        self._restore(saved)
+
+    def _restore(self, saved) -> None:
+        self.n_local.copy_(saved[0])
+        self.token.copy_(saved[1])
+        self.fetched.copy_(saved[2])
+        self.attn._mass.copy_(saved[3])
+        for st in self.layers:          # the pool's contents are unknown: refetch
+            if st.resident is not None:
+                st.resident.copy_(empty_resident(*st.resident.shape, self.device))
+
+    @torch.no_grad()
+    def step(self, token: int | Tensor | None = None) -> Tensor:
+        """Logits [vocab] after feeding `token` (None: the greedy token of the
+        previous step, already on the device). The returned tensor is reused."""
+        if self.n_host + 1 > self.local_max:
+            raise ValueError(f"local window exceeds the {self.local_max} tokens planned for")
+        if token is not None:
+            self.token.copy_(torch.as_tensor(token, device=self.device).view(1))
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._step()
+        self.n_host += 1
+        return self.logits
+
+    def selections(self) -> dict[int, Tensor]:
+        """Layer -> the last step's selection [kv_heads, k] in document order
+        (as SparseAttention.selections)."""
+        return {i: st.selection.sort(-1).values for i, st in enumerate(self.layers)
+                if st.selection is not None}
+
+    def device_bytes(self) -> dict[str, int]:
+        """Device memory this decoder holds for K/V, by part (representatives
+        and the attribution buffer belong to the cache and attention)."""
+        def nb(ts):
+            return sum(t.numel() * t.element_size() for t in ts
+                       if t is not None and t.device.type != "cpu")
+        pools = nb(t for st in self.layers for t in (st.pool_k, st.pool_v, st.resident))
+        local = nb(t for st in self.layers for t in (st.local_k, st.local_v))
+        sinks = nb(t for st in self.layers for t in (st.sink_k, st.sink_v))
+        return {"pool": pools, "local": local, "sinks": sinks}
+
+
+def greedy(decoder: StaticDecoder, first: int, n: int, stop_ids: Iterable[int] = ()
+           ) -> Iterator[int]:
+    """Up to n greedy tokens after `first`, each yielded as soon as it is known.
+
+    The step feeds its own argmax back on the device, so on CUDA step i+1 is
+    launched before token i is read back (through pinned memory, one step
+    behind): the GPU never waits for the host between tokens. After a stop
+    token one step has run ahead; its result is dropped (the local window
+    needs room for it)."""
+    stop = set(stop_ids)
+    dev = decoder.device
+    if dev.type != "cuda":
+        token = first
+        for _ in range(n):
+            decoder.step(token)
+            token = None
+            out = int(decoder.token)
+            yield out
+            if out in stop:
+                return
+        return
+    host = torch.empty(n, dtype=torch.long).pin_memory()
+    stream = torch.cuda.current_stream()
+    done: list[torch.cuda.Event] = []
+    for i in range(n + 1):
+        if i < n:
+            decoder.step(first if i == 0 else None)
+            host[i:i + 1].copy_(decoder.token, non_blocking=True)
+            done.append(stream.record_event())
+        if i:
+            done[i - 1].synchronize()
+            out = int(host[i - 1])
+            yield out
+            if out in stop:
+                return
