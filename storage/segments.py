@@ -46,5 +46,14 @@ def neighbours(db: sqlite_utils.Database, segment_id: int, before: int = 1,
         ORDER BY s.ordinal""", [segment_id, segment_id, before, segment_id, after])
 
 
+def segment_fingerprint(db: sqlite_utils.Database, doc_id: int) -> tuple[int, int, int]:
+    """(count, smallest id, largest id) of a document's segments: re-indexing
+    gives new ids, so a layout computed from the old ones is known stale."""
+    count, low, high = db.execute(
+        "SELECT COUNT(*), MIN(id), MAX(id) FROM segments WHERE document_id = ?",
+        [doc_id]).fetchone()
+    return count, low or 0, high or 0
+
+
 def count_segments(db: sqlite_utils.Database) -> int:
     return db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]

@@ -85,7 +85,7 @@ class SparseBackend(Backend):
         self._attribution = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._layouts: dict[tuple[int, str], object] = {}
+        self._layouts: dict[tuple, tuple] = {}     # (doc, system, limit) -> (stamp, layout)
         if not getattr(tokenizer, "chat_template", None):
             raise ModelFormatError(f"{info.path.name} has no chat template; Folio needs an "
                                    "instruct (chat) model")
@@ -166,20 +166,26 @@ class SparseBackend(Backend):
         return self.encode(head), middle, tail
 
     # -- answering over documents ------------------------------------------
-    def layout(self, db: sqlite_utils.Database, document_id: int, system: str):
-        """The document's token layout (cached per system prompt)."""
+    def layout(self, db: sqlite_utils.Database, document_id: int, system: str,
+               max_tokens: int | None | str = "default"):
+        """The document's token layout, up to `max_tokens` (default: the
+        options' max_document_tokens; None: all of it), cached per system
+        prompt and limit until the document is re-indexed."""
         from engine.sparse.layout import aligned, layout_document
         from storage import segments as segment_store
 
-        key = (document_id, system)
-        if key not in self._layouts:
+        if max_tokens == "default":
+            max_tokens = self.options.max_document_tokens
+        key = (document_id, system, max_tokens)
+        stamp = segment_store.segment_fingerprint(db, document_id)
+        if key not in self._layouts or self._layouts[key][0] != stamp:
             preamble = aligned(self.frame(system)[0], self.engine.config.prefill.block_size,
                                self.encode("\n")[-1])
             segs = segment_store.document_segments(db, document_id)
-            self._layouts[key] = layout_document(
+            self._layouts[key] = (stamp, layout_document(
                 self.encode, preamble, ((s.id, defuse_control_tokens(s.text)) for s in segs),
-                max_tokens=self.options.max_document_tokens)
-        return self._layouts[key]
+                max_tokens=max_tokens))
+        return self._layouts[key][1]
 
     def read_document(self, db: sqlite_utils.Database, document_id: int, system: str,
                       wanted: set[int] | None = None):
@@ -193,11 +199,15 @@ class SparseBackend(Backend):
         doc = documents.get_document(db, document_id)
         if doc is None:
             raise ModelError(f"document {document_id} was removed while answering")
-        lay = self.layout(db, document_id, system)
-        key = layout_key(doc.sha256, lay.tokens[:lay.preamble], self.options.max_document_tokens)
+        page, limit = self.options.page_tokens, self.options.max_document_tokens
+        paged = wanted is not None and page > 0
+        # Read page by page, a document has no length limit: every source counts.
+        lay = self.layout(db, document_id, system, None if paged else limit)
+        if paged and len(lay.tokens) > limit:
+            limit = None        # past what one whole-document cache may hold: pages only
+        key = layout_key(doc.sha256, lay.tokens[:lay.preamble], limit)
         parts = [("", lay, key)]
-        page = self.options.page_tokens
-        if wanted is not None and page and len(lay.tokens) - lay.preamble > page:
+        if paged and len(lay.tokens) - lay.preamble > page:
             pages = lay.pages(page)
             parts = [(f"page {i + 1}/{len(pages)}", p, f"{key}-p{page}-{i}")
                      for i, p in enumerate(pages) if wanted & p.segments.keys()] \

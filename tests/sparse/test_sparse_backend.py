@@ -137,6 +137,36 @@ def test_a_long_document_is_read_page_by_page_as_questions_need_it(backend, libr
 
 
 @pytest.mark.slow
+def test_pages_reach_past_the_whole_document_limit(backend, library, tmp_path):
+    """A whole-document cache stops at max_document_tokens; read page by page,
+    a source past that limit is still read (and the layout follows re-indexing)."""
+    from engine.indexer import ingest_file
+    from storage import segments as segment_store
+
+    db = library
+    options = backend.options
+    options.page_tokens, options.max_document_tokens = 96, 150
+    try:
+        qa = answerer(db, backend)
+        result = answer_once(qa, "Who built the observatory?")
+        doc_id = result.sources[0].document_id
+        short = backend.layout(db, doc_id, SPARSE_SYSTEM_PROMPT)            # the limit applies
+        kovacs = [s.id for s in segment_store.document_segments(db, doc_id) if "Kovacs" in s.text]
+        assert kovacs and not set(kovacs) & short.segments.keys()
+        assert "Kovacs" in result.raw_text and result.kv["documents"][0]["pages"]
+        # re-indexing replaces the segments: the cached layout is not reused
+        assert backend.layout(db, doc_id, SPARSE_SYSTEM_PROMPT, None).segments
+        notes = tmp_path / "notes.md"
+        notes.write_text("# Field notes\n\n" + FACTS[1] + "\n")
+        ingest_file(db, notes, config=IngestConfig(min_tokens=10), replace_id=doc_id)
+        assert not backend.layout(db, doc_id, SPARSE_SYSTEM_PROMPT, None).segments
+    finally:
+        defaults = SparseOptions(kv_root=tmp_path)
+        options.page_tokens = defaults.page_tokens
+        options.max_document_tokens = defaults.max_document_tokens
+
+
+@pytest.mark.slow
 def test_any_chat_streams_with_its_system_message_cached(backend):
     chat = [{"role": "system", "content": "The capital of Freedonia is Zorbatown."},
             {"role": "user", "content": "What is the capital of Freedonia?"}]
