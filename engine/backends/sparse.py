@@ -124,7 +124,10 @@ class SparseBackend(Backend):
                 tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelFormatError(f"could not read the tokenizer of {path.name}: {exc}") from None
-        engine_config = EngineConfig(sparse=SparseConfig(budget_tokens=options.budget_tokens))
+        # On a GPU the blocks are read from page-locked host memory (the
+        # graph-captured decode step fetches the selected ones over UVA).
+        engine_config = EngineConfig(sparse=SparseConfig(budget_tokens=options.budget_tokens),
+                                     placement="pinned" if device == "cuda" else "mmap")
         try:
             engine = SparseEngine.from_file(path, options.kv_root, device=device,
                                             mode=options.weights, config=engine_config)

@@ -26,6 +26,12 @@ class EngineConfig:
     prefill: PrefillConfig = field(default_factory=PrefillConfig)
     sparse: SparseConfig = field(default_factory=SparseConfig)
     placement: str = "mmap"     # where K/V blocks live: "mmap", "pinned" or "device"
+    static_decode: str = "auto"  # the graph-captured decode step: "auto" (CUDA), "on", "off"
+    static_compile: bool = False  # torch.compile it too (faster steps, a slow first answer)
+
+    def __post_init__(self) -> None:
+        if self.static_decode not in ("auto", "on", "off"):
+            raise ValueError(f"static_decode must be auto, on or off, not {self.static_decode!r}")
 
 
 @dataclass
@@ -71,6 +77,9 @@ class AnswerStream:
         t0 = time.perf_counter()
         logits = model(ids, attn, last_only=True)
         attn.record = True
+        if self.engine.uses_static(attn):
+            yield from self._static(int(logits[-1].argmax()), t0)
+            return
         for step in range(self.max_new_tokens):
             token = int(logits[-1].argmax())
             now = time.perf_counter()
@@ -85,6 +94,25 @@ class AnswerStream:
                 break
             logits = model(torch.tensor([token], device=model.device), attn)
         self.attribution = attn.attribution()
+
+    def _static(self, first: int, t0: float) -> Iterator[int]:
+        """The answer's tokens through the fixed-shape step (one graph replay
+        each); the first token is out before the step is captured."""
+        from .static_decode import greedy
+
+        self.stats.ttft_s = time.perf_counter() - t0
+        self.stats.generated = 1
+        yield first
+        if first not in self.stop_ids and self.max_new_tokens > 1:
+            decoder = self.engine.static_decoder(self.attention)
+            t0 = time.perf_counter()
+            for token in greedy(decoder, first, self.max_new_tokens - 1, self.stop_ids):
+                now = time.perf_counter()
+                self.stats.decode_s.append(now - t0)
+                t0 = now
+                self.stats.generated += 1
+                yield token
+        self.attribution = self.attention.attribution()
 
 
 class SparseEngine:
@@ -101,6 +129,33 @@ class SparseEngine:
         mode = mode or ("int8" if device == "cpu" else "bfloat16")
         model = from_transformers(load_hf_model(path), mode=mode, device=device)
         return cls(model, model_id or model_identity(path), kv_root, config)
+
+    def uses_static(self, attn: SparseAttention) -> bool:
+        """Whether this answer decodes through the graph-captured step: not
+        when off, on a CPU ("auto"), over several caches, with int8/int4
+        weights. On a GPU the dynamic step is bound by kernel launches."""
+        how = self.config.static_decode
+        if how == "off" or (how == "auto" and self.model.device.type != "cuda"):
+            return False
+        cache = attn.caches[0]
+        readable = cache.device.type == "cpu" or cache.placement in ("pinned", "device")
+        if len(attn.caches) != 1 or self.model.mode not in ("float32", "bfloat16") \
+                or not readable:
+            if how == "on":
+                raise ValueError("the static decode step needs one document cache, float32 "
+                                 "or bfloat16 weights and, on a GPU, pinned or device K/V "
+                                 f"({len(attn.caches)} caches, {self.model.mode} weights, "
+                                 f"{cache.placement} K/V)")
+            return False
+        return True
+
+    def static_decoder(self, attn: SparseAttention):
+        """The fixed-shape decode step for `attn` after its question, captured."""
+        from .static_decode import StaticConfig, StaticDecoder
+
+        decoder = StaticDecoder(self.model, attn, StaticConfig(compile=self.config.static_compile))
+        decoder.capture()
+        return decoder
 
     def cache_path(self, key: str) -> Path:
         return cache_dir(self.kv_root, self.model_id, key)

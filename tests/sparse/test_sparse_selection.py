@@ -177,3 +177,21 @@ def test_bad_selection_settings_are_refused():
         SparseConfig(question_scoring="oracle")
     with pytest.raises(ValueError, match="pin_fraction"):
         SparseConfig(pin_fraction=1.5)
+
+
+@pytest.mark.parametrize("budget", [4 * B, 1 << 40])
+def test_answers_through_the_static_step_equal_the_dynamic_path(budget, tmp_path):
+    """The engine hands decoding to the fixed-shape step (on a GPU by default;
+    forced here on the CPU): same tokens, same attribution."""
+    model, engine, doc, cache = _setup(tmp_path, doc_len=300, budget_tokens=budget)
+    question = _rand(7, 26)
+    runs = {}
+    for how in ("off", "on"):
+        engine.config.static_decode = how
+        stream = engine.answer(cache, question, max_new_tokens=6)
+        runs[how] = (list(stream), stream.attribution.per_cache[0], stream.stats)
+    assert runs["on"][0] == runs["off"][0] and len(runs["on"][0]) == 6
+    torch.testing.assert_close(runs["on"][1], runs["off"][1], atol=1e-5, rtol=1e-4)
+    assert runs["on"][2].generated == 6 and len(runs["on"][2].decode_s) == 5
+    with pytest.raises(ValueError, match="static_decode"):
+        EngineConfig(static_decode="sometimes")
