@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--dense-max", type=int, default=131072,
                     help="largest synthetic context for the transformers dense baseline")
     ap.add_argument("--decode-tokens", type=int, default=8)
+    ap.add_argument("--llama-max", type=int, default=32768,
+                    help="longest synthetic context llama.cpp prefills for its decode row")
     ap.add_argument("--random-configs", default="",
                     help=f"time random-weight models instead: {','.join(RANDOM_CONFIGS)}")
     ap.add_argument("--static", action="store_true",

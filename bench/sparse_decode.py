@@ -82,9 +82,40 @@ def run_decode(args, hf, model, name: str, rows: list[Row]) -> None:
                     print_row(r)
                 del kvc, engine
                 gc.collect()
+        if dev == "cpu" and args.llama and getattr(args, "gguf", None) \
+                and n <= args.llama_max:
+            llama_row(args, cfg, n, bw, rows)
         if hf is None or n > args.dense_max:
             continue
         dense_row(args, hf, cfg, n, bw, name, rows)
+
+
+def llama_row(args, cfg, n: int, bw: float, rows: list[Row]) -> None:
+    """llama.cpp dense decode after a real prefill of n tokens (the same GGUF,
+    its own Q4_K_M weights and f16 KV); the token ids do not change the cost."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(args.gguf), n_ctx=n + args.decode_tokens + 8, n_threads=args.threads,
+                n_batch=args.chunk, use_mmap=False, verbose=False)
+    ids = torch.randint(1000, 100000, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+    t0 = time.perf_counter()
+    llm.eval(ids)
+    prefill = time.perf_counter() - t0
+    steps = []
+    for i in range(args.decode_tokens):
+        t0 = time.perf_counter()
+        llm.eval([1000 + i])
+        steps.append(time.perf_counter() - t0)
+    kv_bytes = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * n * 2
+    weights = Path(args.gguf).stat().st_size
+    r = Row("decode", "llama.cpp dense", n, "all", ttft_first_s=prefill,
+            decode_ms=1000 * sum(steps) / len(steps), floor_ms=1000 * (weights + kv_bytes) / bw,
+            note="Q4_K_M, f16 KV; ttft1 = prefill of the context",
+            memory=f"KV {kv_bytes / 2**30:.2f} GiB")
+    rows.append(r)
+    print_row(r)
+    del llm
+    gc.collect()
 
 
 def dense_row(args, hf, cfg, n: int, bw: float, name: str, rows: list[Row]) -> None:
