@@ -189,8 +189,12 @@ class SparseAttention:
         # a candidate's own position: sinks, then the candidates one after another
         self.cand_pos = self.plan.sink_tokens + B * torch.arange(n_cand, device=dev)
         self.local_max = local_max
-        self._slot_rope = None if self.plan.original else rope_cos_sin(
-            self.plan.slot_positions(dev), cfg.head_dim, cfg.rope_theta)
+        # rotations by position, computed once: the slots past the window, or
+        # every candidate position (at most the window) while blocks keep theirs
+        self._slot_rope = rope_cos_sin(
+            self.plan.slot_positions(dev) if not self.plan.original
+            else torch.arange(self.plan.sink_tokens + B * n_cand, device=dev),
+            cfg.head_dim, cfg.rope_theta)
         self._sinks: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         self._cands: dict[int, LayerCandidates] = {}
         self._local: dict[int, tuple[Tensor, Tensor]] = {}
@@ -318,8 +322,8 @@ class SparseAttention:
             return apply_rope(keys, *self._slot_rope)
         H, B, D = sel.shape[0], self.block, self.cfg.head_dim
         pos = (self.cand_pos[sel][..., None] + torch.arange(B, device=self.device)).reshape(-1)
-        cos, sin = rope_cos_sin(pos, D, self.cfg.rope_theta)
-        return apply_rope(keys, cos.view(H, -1, D), sin.view(H, -1, D))
+        cos, sin = self._slot_rope
+        return apply_rope(keys, cos[pos].view(H, -1, D), sin[pos].view(H, -1, D))
 
     def _gather(self, layer: int, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         H, k, B = sel.shape[0], sel.shape[1], self.block
