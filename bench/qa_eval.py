@@ -4,6 +4,7 @@ baseline, in one run, same model, same library.
     python bench/qa_eval.py                                 # ../shared/eval/dev.jsonl
     python bench/qa_eval.py --limit 5 --model tiny.gguf     # a quick look
     python bench/qa_eval.py --ablate                        # each selection step switched off
+    python bench/qa_eval.py --retrieval-only --context 800  # selection only: no model, no answers
 
 Modes:
   folio     hybrid search -> the default selection pipeline -> span-aligned citations
@@ -16,6 +17,18 @@ selected context; code: the selected lines cover the gold lines), answer
 accuracy (normalised containment; unanswerable items must be declined),
 citation accuracy (a cited span on the gold page / overlapping the gold
 lines), time to first token, total time, context tokens.
+
+`--retrieval-only` runs the first half of every answer exactly as `folio
+ask` does (`Answerer.retrieve`: the same budget logic, search and selection
+pipeline) and scores retrieval hit alone. Only the model's tokenizer is read
+(llama.cpp `vocab_only`, so budgets are counted in the model's own tokens);
+no weights are loaded and nothing is generated. Without `--context` the
+budget adapts as in a real run, from the prefill speed measured once for
+this model and machine (`machine.json` in the home); real runs move it with
+each answer's measured speed, which this mode cannot (it prefills nothing).
+Each row also says where search ranked the gold passage (`search_rank`,
+among the candidates the pipeline starts from), so a miss reads either as
+"never retrieved" or "retrieved, then not selected".
 """
 from __future__ import annotations
 
@@ -100,20 +113,41 @@ def ingest_all(settings, db, shared: Path, docs: list[str]) -> dict[str, int]:
     return ids
 
 
-def selected_locations(result) -> tuple[set[int], list[tuple[int, int]]]:
+def selected_locations(sources) -> tuple[set[int], list[tuple[int, int]]]:
     """Pages and line ranges of the segments the model was shown."""
     pages: set[int] = set()
     lines: list[tuple[int, int]] = []
-    for source in result.sources:
+    for source in sources:
         if source.page is not None:
             pages.add(source.page)
-        if source.line_start is not None:
-            lines.append((source.line_start, source.line_end))
+        # the lines actually shown: a pruned function keeps some of its
+        # lines, so the source's first-to-last span would overstate it
+        lines.extend((a, b) for a, b in source.line_ranges)
     return pages, lines
 
 
 def covers(ranges: list[tuple[int, int]], start: int, end: int) -> bool:
     return all(any(a <= line <= b for a, b in ranges) for line in range(start, end + 1))
+
+
+def retrieval_hit(item: dict, sources) -> bool:
+    """The gold page (every page a selected source spans) or the gold lines
+    (covered by the selected line ranges) inside the selected sources."""
+    pages, lines = selected_locations(sources)
+    if item["kind"] == "pdf":
+        # Pages of all selected segments (a merged source spans several pages).
+        pages |= {page for s in sources for page in s.pages}
+        return item["page"] in pages
+    return covers(lines, *item["lines"])
+
+
+def gold_in_segment(item: dict, segment) -> bool:
+    """Whether a stored segment holds (part of) the gold location."""
+    if item["kind"] == "pdf":
+        return segment.page == item["page"]
+    start, end = item["lines"]
+    return (segment.line_start is not None and segment.line_start <= end
+            and (segment.line_end or segment.line_start) >= start)
 
 
 def score_item(item: dict, result, doc_id: int) -> dict:
@@ -129,16 +163,12 @@ def score_item(item: dict, result, doc_id: int) -> dict:
         return row
     answers = [item["answer"], *item.get("answer_aliases", [])]
     row["answer_ok"] = (not result.declined) and any(contains(result.raw_text, a) for a in answers)
-    pages, lines = selected_locations(result)
-    # Pages of all selected segments (a merged source spans several pages).
+    row["retrieval_hit"] = retrieval_hit(item, result.sources)
     if item["kind"] == "pdf":
-        pages |= {page for s in result.sources for page in s.pages}
-        row["retrieval_hit"] = item["page"] in pages
         row["citation_ok"] = any(c.document_id == doc_id and c.page == item["page"]
                                  for c in result.citations)
     else:
         start, end = item["lines"]
-        row["retrieval_hit"] = covers(lines, start, end)
         row["citation_ok"] = any(c.document_id == doc_id and c.line_start is not None
                                  and c.line_start <= end and (c.line_end or c.line_start) >= start
                                  for c in result.citations)
@@ -181,6 +211,138 @@ def build(settings, db, backend, mode: str, budget: int | None):
     return build_answerer(settings, db, backend, pipeline=pipeline, context_tokens=budget)
 
 
+def load_token_counter(settings, model: Path | None):
+    """The answer model's tokenizer and chat template without its weights
+    (llama.cpp `vocab_only`): budgets and packing count exactly the tokens a
+    real run counts, and nothing can be generated."""
+    from engine.backends import BackendConfig
+    from engine.backends.base import ModelInfo
+    from engine.backends.gguf_header import read_gguf_header
+    from engine.backends.llama_cpp import LlamaCppBackend, choose_n_ctx
+    from engine.model_files import default_model_path
+    from llama_cpp import Llama
+
+    path = Path(model or settings.model or default_model_path(settings.models_dir))
+    if path.is_dir():
+        raise SystemExit(f"--retrieval-only counts tokens with a GGUF file; {path} is a folder")
+    header = read_gguf_header(path)
+    config = BackendConfig(device=settings.device)
+    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    info = ModelInfo(path=path, name=header.name, backend="llama.cpp",
+                     n_ctx=choose_n_ctx(header, config), n_ctx_train=header.context_length,
+                     file_size=header.file_size)
+
+    class TokenCounter(LlamaCppBackend):
+        def stream(self, *args, **kwargs):
+            raise RuntimeError("--retrieval-only loaded the tokenizer alone: nothing to generate")
+
+    return TokenCounter(llm, info, config)
+
+
+def check_adaptive_budget(settings, backend) -> float:
+    """The prefill speed the adaptive budget follows, as stored for this model
+    on this machine; measuring it needs the weights, so without a stored
+    value retrieval-only asks for a fixed --context."""
+    import os
+
+    key = f"{backend.info.name}:{backend.info.file_size}:{os.cpu_count()}"
+    try:
+        rate = json.loads((settings.home / "machine.json").read_text()).get(key)
+    except (OSError, ValueError):
+        rate = None
+    if not rate:
+        raise SystemExit(f"no measured prefill speed for {key} in {settings.home / 'machine.json'}:"
+                         " run one answer with this home first, or pass --context N")
+    return float(rate)
+
+
+def retrieve_item(answerer, item: dict, doc_id: int) -> dict:
+    """Select the context for one item as `ask` would, and score it."""
+    from engine.qa import clean_question, search_query_for, source_usage
+
+    started = time.perf_counter()
+    question = clean_question(item["question"], answerer.config.max_question_chars)
+    query = search_query_for(question, [])
+    budget, selection = answerer.retrieve(question, query, [doc_id])
+    elapsed = time.perf_counter() - started
+    sources = [source_usage(s) for s in selection.sources]
+    hits = answerer.searcher.search(query, k=answerer.config.candidates, document_ids=[doc_id])
+    rank = next((n for n, h in enumerate(hits, 1) if gold_in_segment(item, h.segment)), None)
+    answerable = item["answer"] != "UNANSWERABLE"
+    return {"id": item["id"], "type": item["type"], "doc": item["doc"],
+            "retrieval_hit": retrieval_hit(item, sources) if answerable else None,
+            "search_rank": rank, "budget": budget, "context_tokens": selection.used_tokens,
+            "sources": len(sources), "select_s": round(elapsed, 3),
+            "selected": [{"pages": s.pages, "lines": s.line_ranges, "tokens": s.tokens}
+                         for s in sources]}
+
+
+def run_retrieval_only(args, items: list[dict]) -> None:
+    from app.settings import Settings
+    from engine.select import default_pipeline
+    from storage import open_db
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="folio-qa-"))
+    settings = Settings.load(home)
+    db = open_db(settings.db_path)
+    doc_ids = ingest_all(settings, db, args.shared, sorted({i["doc"] for i in items}))
+    backend = load_token_counter(settings, args.model)
+    if args.context is None:
+        rate = check_adaptive_budget(settings, backend)
+        print(f"adaptive budget from the stored prefill speed: {rate:.0f} tokens/s", flush=True)
+    modes = args.modes.split(",")
+    if args.ablate:
+        modes += [f"-{step.name}" for step in default_pipeline().steps]
+    answerers = {mode: build(settings, db, backend, mode, args.context) for mode in modes}
+    for answerer in answerers.values():
+        answerer.citer = None           # nothing is cited: make any use of it fail loudly
+    rows: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for item in items:
+        for mode in modes:
+            row = retrieve_item(answerers[mode], item, doc_ids[item["doc"]])
+            rows[mode].append(row)
+            print(f"{item['id']} {mode:<10} hit={row['retrieval_hit']} "
+                  f"search_rank={row['search_rank']} budget={row['budget']} "
+                  f"ctx={row['context_tokens']} sources={row['sources']}", flush=True)
+    summary = {}
+    for mode in modes:
+        scored = [r for r in rows[mode] if r["retrieval_hit"] is not None]
+        summary[mode] = {
+            "items": len(scored),
+            "retrieval_hit": round(sum(r["retrieval_hit"] for r in scored) / len(scored), 3)
+            if scored else None,
+            "misses": [r["id"] for r in scored if not r["retrieval_hit"]],
+            "mean_budget": round(statistics.mean(r["budget"] for r in rows[mode])) if rows[mode] else None,
+            "mean_context_tokens": round(statistics.mean(r["context_tokens"] for r in rows[mode]))
+            if rows[mode] else None,
+            "median_select_s": round(statistics.median(r["select_s"] for r in rows[mode]), 3)
+            if rows[mode] else None,
+        }
+    print("\n| item | " + " | ".join(modes) + " |")
+    print("|---" * (len(modes) + 1) + "|")
+    for n, item in enumerate(items):
+        if item["answer"] == "UNANSWERABLE":
+            continue
+        cells = []
+        for mode in modes:
+            row = rows[mode][n]
+            cells.append(("hit" if row["retrieval_hit"] else "MISS")
+                         + f" (rank {row['search_rank']})")
+        print(f"| {item['id']} {item['type']} | " + " | ".join(cells) + " |")
+    keys = ["items", "retrieval_hit", "mean_budget", "mean_context_tokens", "median_select_s",
+            "misses"]
+    print("\n| mode | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for mode in modes:
+        print(f"| {mode} | " + " | ".join(
+            ", ".join(v) if isinstance(v := summary[mode][k], list) else str(v) for k in keys) + " |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": backend.info.name, "set": str(args.set),
+                                    "retrieval_only": True, "context": args.context,
+                                    "summary": summary, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--set", type=Path, default=SHARED / "eval" / "dev.jsonl")
@@ -193,7 +355,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
+    parser.add_argument("--retrieval-only", action="store_true",
+                        help="Select the context for every item and score retrieval hit only: "
+                             "the model's tokenizer is read, its weights are not.")
     args = parser.parse_args()
+    if args.retrieval_only:
+        if args.out == parser.get_default("out"):
+            args.out = args.out.with_name("qa_retrieval.json")
+        return run_retrieval_only(
+            args, load_items(args.set, args.limit, args.ids.split(",") if args.ids else None))
 
     from app.assistant import load_answer_backend
     from app.settings import Settings

@@ -108,6 +108,9 @@ class SourceUsage:
     score: float
     text: str
     pages: list[int] = field(default_factory=list)   # every page its segments lie on
+    # the [first, last] lines of each part shown (a pruned function shows
+    # some of its lines: line_start/line_end span the whole source)
+    line_ranges: list[list[int]] = field(default_factory=list)
     attention: float | None = None  # share of the answer's attention (sparse backend)
 
 
@@ -169,6 +172,8 @@ def repeating(text: str, times: int = 3) -> bool:
 
 
 def source_usage(source: Source) -> SourceUsage:
+    from .select.pack import part_lines
+
     first = source.parts[0].segment
     segs = source.segments
     lines = [s.line_start for s in segs if s.line_start] + [s.line_end for s in segs if s.line_end]
@@ -177,7 +182,8 @@ def source_usage(source: Source) -> SourceUsage:
         segment_ids=[s.id for s in segs], page=first.page,
         line_start=min(lines) if lines else None, line_end=max(lines) if lines else None,
         tokens=source.tokens, score=round(float(source.score), 4), text=source.text,
-        pages=sorted({s.page for s in segs if s.page is not None}))
+        pages=sorted({s.page for s in segs if s.page is not None}),
+        line_ranges=[list(r) for r in (part_lines(p) for p in source.parts) if r])
 
 
 class Answerer:
@@ -295,6 +301,13 @@ class Answerer:
         ctx.fetch_vectors = self.searcher.stored_vectors
         return self.pipeline.run(candidates_from_hits(hits), ctx)
 
+    def retrieve(self, question: str, query: str | None = None,
+                 document_ids: list[int] | None = None) -> tuple[int, Selection]:
+        """The budget and the sources an answer to `question` would be given:
+        the first half of `ask`, which benchmarks of retrieval call alone."""
+        budget = self.budget(question)
+        return budget, self.select(question, query or question, document_ids, budget)
+
     # -- the whole question --------------------------------------------
     def ask(self, question: str, *, document_ids: list[int] | None = None,
             conversation_id: int | None = None,
@@ -340,8 +353,7 @@ class Answerer:
         """Select, generate and cite; yields events, returns the result."""
         from .select import render_sources
 
-        budget = self.budget(question)
-        selection = self.select(question, query, document_ids, budget)
+        budget, selection = self.retrieve(question, query, document_ids)
         yield Stage("selecting", f"{len(selection.sources)} sources, "
                                  f"{selection.used_tokens} of {budget} tokens")
         messages = self.messages(render_sources(selection), question)

@@ -91,6 +91,44 @@ def test_a_prose_hit_too_long_to_fit_comes_in_pruned():
     assert Pack(shrink=False)([cand(long)], ctx).sources == []
 
 
+def test_a_code_hit_too_long_to_fit_comes_in_as_its_best_lines():
+    from engine.qa import source_usage
+
+    body = "\n".join(f"    step_{i} = combine(part_{i}, weights) + offset" for i in range(50))
+    text = ("def wrap_chunks(self, chunks):\n"
+            '    """Wrap a sequence of text chunks into lines of at most width."""\n'
+            f"{body}\n"
+            "    if self.max_lines is not None:\n"
+            "        if len(self.placeholder) > self.width:\n"
+            '            raise ValueError("placeholder too large for max width")\n'
+            f"{body.replace('step_', 'more_')}\n    return lines\n")
+    code = seg(text, kind="code-function", name="TextWrapper.wrap_chunks", page=None,
+               line_start=200, document_name="textwrap.py")
+    question = "where is the placeholder checked against the width"
+    whole = count_tokens(text)
+    for budget in (160, 140, 100):
+        ctx = context(question, budget=budget)
+        selection = Pack()([cand(code)], ctx)
+        check_selection(selection, ctx)
+        [source] = selection.sources
+        assert 'raise ValueError("placeholder too large for max width")' in source.text
+        assert source.text.startswith("def wrap_chunks(self, chunks):")
+        assert selection.used_tokens <= budget < whole
+        # the block header came with the check, and the lines shown are
+        # exactly those of the parts kept
+        assert "if self.max_lines is not None:" in source.text
+        usage = source_usage(source)
+        assert len(usage.line_ranges) == 2 and usage.line_ranges[0][0] == 200
+        assert usage.line_ranges[0][1] <= 201                # signature (and docstring)
+        assert usage.line_ranges[1][0] <= 252 and 254 <= usage.line_ranges[1][1] < 300
+    ctx = context(question, budget=100)
+    assert Pack(shrink_code=False)([cand(code)], ctx).sources == []
+    # no line shares a word with the question: nothing to shrink to
+    assert Pack()([cand(code)], context("kmeans clustering", budget=100)).sources == []
+    # below the signature and one window: nothing fits
+    assert Pack()([cand(code)], context(question, budget=60)).sources == []
+
+
 def test_added_context_is_dropped_with_its_hit():
     hit = seg("A long hit. " * 200)
     extra = seg("A neighbour.")

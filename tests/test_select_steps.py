@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.select import (GAP, CodeExpand, Diversify, NeighbourExpand, Pack, PruneSentences,
                            Rerank, render_sources)
 from engine.text import sentence_spans, terms
+from ingest.tokens import count_tokens
 from test_select_support import cand, code_segments, context, seg
 
 KMEANS = seg("The algorithm of Hartigan and Wong (1979) is used by default for kmeans "
@@ -198,6 +199,100 @@ def test_a_function_is_kept_whole_and_brings_only_imports(tmp_path):
     out = CodeExpand()(PruneSentences(min_tokens=1)([cand(func)], ctx), ctx)
     assert [c.role for c in out] == ["hit", "imports"]
     assert out[0].kept is None
+
+
+CALLS = '''"""Similarity of two sequences."""
+
+
+def _ratio(matches, length):
+    if length:
+        return 2.0 * matches / length
+    return 1.0
+
+
+def _long_helper(items):
+    """A helper too long to come along with its caller."""
+''' + "".join(f"    total_{i} = sum(items[{i}:]) * {i} + len(items)\n" for i in range(40)) + '''    return items
+
+
+class Matcher:
+    """Compares two sequences."""
+
+    def ratio(self):
+        """Return a measure of the sequences' similarity."""
+        matches = self.count() + _long_helper([1])
+        return _ratio(matches, len(self.a) + len(self.b))
+
+    def count(self):
+        return len(self.a)
+
+    def again(self):
+        return self.again()
+
+
+class Other:
+    def count(self):
+        return 0
+'''
+
+
+def test_called_names_are_calls_not_definitions():
+    from engine.select.code import called_names
+
+    text = ("def ratio(self):\n    x = self.count() + helper(1)\n"
+            "    return obj.size(x), cls.build(), helper(2)\n")
+    assert called_names(text) == [("count", True), ("helper", False), ("size", False),
+                                  ("build", True)]
+
+
+def test_a_hit_brings_the_short_functions_it_calls(tmp_path):
+    segments = code_segments(tmp_path, CALLS, name="matcher.py")
+    by_name = {s.name: s for s in segments}
+    ratio, again = by_name["Matcher.ratio"], by_name["Matcher.again"]
+    ctx = context("what does ratio return when both sequences are empty?", segments=segments)
+    out = CodeExpand()([cand(ratio)], ctx)
+    callees = [c for c in out if c.role == "callee"]
+    # self.count() is Matcher.count (not Other.count); _ratio() is the module
+    # function; _long_helper is over callee_tokens
+    assert [c.segment.name for c in callees] == ["Matcher.count", "_ratio"]
+    assert all(c.parent == ratio.id and c.kept is None for c in callees)
+    def callee_names(step, hit):
+        return [c.segment.name for c in step([cand(hit)], ctx) if c.role == "callee"]
+
+    assert callee_names(CodeExpand(max_callees=1), ratio) == ["Matcher.count"]
+    assert callee_names(CodeExpand(max_callees=0), ratio) == []
+    assert callee_names(CodeExpand(callee_tokens=1000), ratio) == [
+        "Matcher.count", "_long_helper"]
+    # a recursive call brings nothing: the function is already there
+    assert callee_names(CodeExpand(), again) == []
+    # the helper's lines reach the packed sources, next to their caller
+    text = render_sources(Pack()(out, ctx))
+    assert "return 2.0 * matches / length" in text and "def ratio(self):" in text
+
+
+def test_a_callee_ranked_lower_comes_up_to_its_caller(tmp_path):
+    segments = code_segments(tmp_path, CALLS, name="matcher.py")
+    by_name = {s.name: s for s in segments}
+    ratio, helper, count = by_name["Matcher.ratio"], by_name["_ratio"], by_name["Matcher.count"]
+    filler = seg("Unrelated prose about sequences and similarity measures. " * 12)
+    ctx = context("what does ratio return when both sequences are empty?", segments=segments)
+    pool = [cand(ratio, 0.9), cand(filler, 0.5), cand(helper, 0.1)]
+    out = CodeExpand(imports=False)(pool, ctx)
+    matcher = by_name["Matcher"]
+    assert [(c.segment, c.role) for c in out] == [
+        (ratio, "hit"), (matcher, "class"), (count, "callee"), (helper, "callee"),
+        (filler, "hit"), (helper, "hit")]
+    # room for the caller, its class line and its helpers but not the
+    # filler: the helper comes in with its caller, and its later copy is
+    # not packed twice
+    room = count_tokens(render_sources(Pack()(out[:4], ctx)))
+    selection = Pack()(out, context(ctx.question, budget=room, segments=segments))
+    packed = [seg.id for source in selection.sources for seg in source.segments]
+    assert sorted(packed) == sorted([ratio.id, matcher.id, count.id, helper.id])
+    assert selection.dropped == [filler.id]
+    # without the promotion the helper, ranked below the filler, is left out
+    before = Pack()(pool, context(ctx.question, budget=room, segments=segments))
+    assert helper.id not in [seg.id for source in before.sources for seg in source.segments]
 
 
 # -- NeighbourExpand --------------------------------------------------------------

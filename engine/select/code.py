@@ -1,6 +1,10 @@
 """CodeExpand: a method alone does not say what `self` is or where its
 names come from; its class signature and the module's imports do, for a
-few lines each. Functions stay whole units (sentence pruning skips code)."""
+few lines each. Nor does it say what the small helpers it calls do, when
+the answer lies in one of them (`ratio()` returns `_calculate_ratio(...)`,
+whose two lines say what an empty pair gives): the short functions of the
+same file that the kept lines call come along too. Functions stay whole
+units (sentence pruning skips code)."""
 from __future__ import annotations
 
 import re
@@ -18,6 +22,10 @@ _PART = re.compile(r" \(part \d+/\d+\)$")
 _IMPORT = re.compile(r"^\s*(?:import\s|from\s+\S+\s+import\b|#\s*include\b|using\s|use\s|"
                      r"require\b|package\s|extern\s+crate\b|(?:const|let|var)\s+\w+\s*=\s*require\()")
 _MEMBER = re.compile(r"^\s+(?:@|(?:async\s+)?def\s)")
+# A call: `name(`, `self.name(`, `obj.name(`; not the name a definition gives.
+_CALL = re.compile(r"(?<![\w.])((?:[A-Za-z_]\w*\.)*)([A-Za-z_]\w*)\s*\(")
+_DEFINES = re.compile(r"\b(?:def|class|function|func|fn|struct|interface|new)\s+$")
+_RECEIVERS = frozenset({"self", "cls", "this"})
 
 
 def base_name(name: str | None) -> str:
@@ -64,6 +72,24 @@ def import_ranges(text: str) -> list[tuple[int, int]]:
     return _with_newline(text, join_sentences(text, keep))
 
 
+def called_names(text: str) -> list[tuple[str, bool]]:
+    """(name, on_self) of the calls in `text`, in order, each once: `on_self`
+    for `self.name(` / `cls.name(` / `this.name(`, which mean a member of
+    the same class; definitions (`def name(`) are not calls."""
+    out: dict[str, bool] = {}
+    for m in _CALL.finditer(text):
+        if _DEFINES.search(text[max(0, m.start() - 12):m.start()]):
+            continue
+        receiver = m.group(1).rstrip(".")
+        name = m.group(2)
+        on_self = receiver in _RECEIVERS
+        if name not in out:
+            out[name] = on_self
+        else:
+            out[name] = out[name] or on_self
+    return list(out.items())
+
+
 def signature_ranges(text: str, count_tokens, max_tokens: int) -> list[tuple[int, int]]:
     """The first lines of a class header: always the line(s) through the
     class line, then more while they fit `max_tokens`, stopping at a member."""
@@ -88,24 +114,37 @@ class CodeExpand:
     name: str = "code"
     class_tokens: int = 80          # budget for a class signature with its docstring start
     imports: bool = True            # any code hit brings its module's imports
+    callee_tokens: int = 60         # a called function of the same file up to this size comes along
+    max_callees: int = 2            # per hit, in the order the calls appear
 
     def __call__(self, candidates: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
         if ctx.fetch_document_segments is None:
             return candidates
         present = {c.segment.id for c in candidates}
+        added: set[int] = set()     # extras put in `out` so far
+        done: set[int] = set()      # candidates passed so far
         documents: dict[int, list[SegmentRecord]] = {}
         out: list[Candidate] = []
         for cand in candidates:
             out.append(cand)
             seg = cand.segment
+            done.add(seg.id)
             if cand.role != "hit" or not seg.kind.startswith("code-"):
                 continue
             if seg.document_id not in documents:
                 documents[seg.document_id] = ctx.fetch_document_segments(seg.document_id)
             doc = documents[seg.document_id]
             for extra in self._extras(cand, doc, ctx):
-                if extra.segment.id not in present:
-                    present.add(extra.segment.id)
+                sid = extra.segment.id
+                if sid in added:
+                    continue
+                # A callee that search ranked lower as a hit of its own comes
+                # up to its caller (its own, later entry stays: Pack takes
+                # each segment once, so it still counts if the caller
+                # does not fit).
+                if sid not in present or (extra.role == "callee" and sid not in done):
+                    present.add(sid)
+                    added.add(sid)
                     out.append(extra)
         return out
 
@@ -126,7 +165,41 @@ class CodeExpand:
                 ranges = import_ranges(module.text)
                 if ranges:
                     extras.append(self._added(module, cand, "imports", ranges))
+        for callee in self.callees(cand, doc, ctx):
+            extras.append(Candidate(callee, score=cand.score, role="callee", parent=seg.id))
         return extras
+
+    def callees(self, cand: Candidate, doc: list[SegmentRecord],
+                ctx: SelectionContext) -> list[SegmentRecord]:
+        """Short functions of the same document that the hit's kept lines
+        call: a method of the hit's own class for `self.name(`, else a
+        module-level function, else a method of any class by that name
+        when only one has it."""
+        if self.max_callees <= 0 or cand.segment.kind != "code-function":
+            return []
+        seg = cand.segment
+        functions: dict[str, list[SegmentRecord]] = {}
+        for s in doc:
+            if s.kind == "code-function" and s.id != seg.id and s.name and not _PART.search(s.name):
+                functions.setdefault(s.name.rsplit(".", 1)[-1], []).append(s)
+        owner = class_of(seg)
+        found: list[SegmentRecord] = []
+        for name, on_self in called_names(cand.kept_text):
+            options = functions.get(name, [])
+            same_class = [s for s in options if owner and class_of(s) == owner]
+            module_level = [s for s in options if "." not in s.name]
+            if on_self:
+                pick = same_class or (options if len(options) == 1 else [])
+            else:
+                pick = module_level or (options if len(options) == 1 else [])
+            if len(pick) != 1 or any(f.id == pick[0].id for f in found):
+                continue
+            if ctx.count_tokens(pick[0].text) > self.callee_tokens:
+                continue
+            found.append(pick[0])
+            if len(found) >= self.max_callees:
+                break
+        return found
 
     @staticmethod
     def _added(segment: SegmentRecord, parent: Candidate, role: str,

@@ -1,6 +1,8 @@
 """Pack: the last step. Candidates come in priority order; each is added
 only if the exact text the model will see (headers included) still fits
-the budget, so the budget is a hard limit, never an estimate."""
+the budget, so the budget is a hard limit, never an estimate. A hit that
+does not fit may come in smaller: prose as its most relevant sentences,
+code as its signature and most relevant lines."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from storage.records import SECTION_SEPARATOR
 from .base import Candidate, Part, Selection, SelectionContext, Source
 from .code import MODULE_HEADER, base_name
 from .prune import WHOLE_KINDS
+from .prune_code import CODE_KINDS, header_lines, line_ranges, relevant_ranges
 from ..text import LexicalScorer, join_sentences, sentence_spans
 
 SOURCE_SEPARATOR = "\n\n"
@@ -120,6 +123,7 @@ class Pack:
     order: str = "document"      # "document": by document, then position; "score": by rank
     merge: bool = True           # adjacent segments of a document become one source
     max_tries: int = 4           # failed sentence additions before a shrink gives up
+    shrink_code: bool = True     # a code hit that does not fit may come in as its best lines
 
     def __call__(self, candidates: list[Candidate], ctx: SelectionContext) -> Selection:
         placed: list[_Entry] = []
@@ -142,10 +146,12 @@ class Pack:
                 continue
             entry = _Entry(seg, list(cand.kept_ranges), cand.score, rank)
             tokens = fits(entry)
-            if tokens is None and self.shrink and cand.role == "hit" and seg.kind not in WHOLE_KINDS:
+            if tokens is None and self.shrink and cand.role == "hit" and (
+                    seg.kind not in WHOLE_KINDS or (self.shrink_code and seg.kind in CODE_KINDS)):
                 if scorer is None:
                     scorer = LexicalScorer.fit(ctx.question, [c.segment.text for c in candidates])
-                entry, tokens = self._shrink(cand, rank, scorer, fits)
+                shrink = self._shrink if seg.kind not in WHOLE_KINDS else self._shrink_code
+                entry, tokens = shrink(cand, rank, scorer, fits)
             if tokens is None:
                 dropped.append(seg.id)
                 continue
@@ -155,8 +161,33 @@ class Pack:
         sources = build_sources(placed, order=self.order, merge=self.merge)
         for source in sources:
             source.tokens = ctx.count_tokens(source_block(source))
+        # a segment may come twice (a callee brought up to its caller and its
+        # own later hit): it is dropped only if neither entry was placed
+        dropped = [i for i in dict.fromkeys(dropped) if i not in placed_ids]
         return Selection(sources=sources, budget=ctx.budget, used_tokens=used if sources else 0,
                          dropped=dropped)
+
+    def _shrink_code(self, cand: Candidate, rank: int, scorer: LexicalScorer, fits):
+        """A code unit too long for what is left: its first line(s) and its
+        most relevant lines, ever fewer (the signature and docstring, then
+        the signature line alone; the windows within 60% of the best, then
+        the best alone, with less context), the first that fits;
+        (entry, tokens) or (None, None)."""
+        text = cand.segment.text
+        lines = line_ranges(text)
+        head = header_lines(text, lines, 12)
+        tried: set[tuple[tuple[int, int], ...]] = {tuple(cand.kept_ranges)}
+        for first, ratio, context in ((head, 0.6, 2), (head, 1.0, 1), (1, 1.0, 1), (1, 1.0, 0)):
+            ranges = relevant_ranges(text, scorer, min(first, len(lines)), ratio=ratio,
+                                     context=context)
+            if not ranges or tuple(ranges) in tried:
+                continue
+            tried.add(tuple(ranges))
+            entry = _Entry(cand.segment, ranges, cand.score, rank)
+            tokens = fits(entry)
+            if tokens is not None:
+                return entry, tokens
+        return None, None
 
     def _shrink(self, cand: Candidate, rank: int, scorer: LexicalScorer, fits):
         """The candidate's most relevant sentences (within what is kept)

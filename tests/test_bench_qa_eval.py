@@ -1,0 +1,98 @@
+"""bench/qa_eval.py's retrieval-only mode: the hit rule counts only the
+lines a source shows, `retrieve_item` selects exactly what an answer is
+given, and the tokenizer-only backend counts like the loaded model."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from engine.qa import SourceUsage, answer_once
+from storage import documents
+
+import test_qa
+from qa_support import ExtractiveBackend
+from test_qa import CODE, answerer
+
+library = test_qa.library          # the fixture: a PDF and a Python file, ingested
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def qa_eval():
+    spec = importlib.util.spec_from_file_location("qa_eval", ROOT / "bench" / "qa_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def usage(**fields) -> SourceUsage:
+    base = dict(label=1, document_id=1, document_name="d", segment_ids=[1], page=None,
+                line_start=None, line_end=None, tokens=10, score=1.0, text="")
+    return SourceUsage(**{**base, **fields})
+
+
+def test_a_pruned_function_covers_only_the_lines_it_shows():
+    q = qa_eval()
+    pruned = usage(line_start=100, line_end=160, line_ranges=[[100, 101], [140, 146]])
+    item = {"kind": "code", "lines": [120, 122]}
+    assert not q.retrieval_hit(item, [pruned])          # inside the span, not shown
+    assert q.retrieval_hit({**item, "lines": [141, 145]}, [pruned])
+    assert not q.retrieval_hit({**item, "lines": [145, 148]}, [pruned])   # partly shown
+    # two sources together cover a range neither covers alone
+    other = usage(line_start=147, line_end=150, line_ranges=[[147, 150]])
+    assert q.retrieval_hit({**item, "lines": [145, 148]}, [pruned, other])
+    # PDFs: any page a selected source lies on
+    pdf = usage(page=4, pages=[4, 5])
+    assert q.retrieval_hit({"kind": "pdf", "page": 5}, [pdf])
+    assert not q.retrieval_hit({"kind": "pdf", "page": 6}, [pdf])
+
+
+def test_retrieve_item_scores_the_context_an_answer_is_given(library):
+    db, _ = library
+    q = qa_eval()
+    backend = ExtractiveBackend()
+    qa = answerer(db, backend, context_tokens=400)
+    code = next(d for d in documents.list_documents(db) if d.display_name == "reservoir.py")
+    lines = CODE.splitlines()
+    start = next(i for i, line in enumerate(lines, 1) if "return max(0.0" in line)
+    item = {"id": "t-1", "type": "code-what", "doc": "reservoir.py", "kind": "code",
+            "question": "How is the water that spills over the dam computed?",
+            "answer": "inflow - capacity", "lines": [start, start]}
+    row = q.retrieve_item(qa, item, code.id)
+    assert row["retrieval_hit"] is True and row["search_rank"] == 1
+    assert backend.prompts == []                        # nothing was generated
+    assert row["budget"] == 400 and 0 < row["context_tokens"] <= 400
+    result = answer_once(qa, item["question"], document_ids=[code.id])
+    assert row["context_tokens"] == result.context_tokens
+    assert [s["lines"] for s in row["selected"]] == [s.line_ranges for s in result.sources]
+    # far from the selected lines: a miss, and unanswerable items are not scored
+    assert q.retrieve_item(qa, {**item, "lines": [1, 1]}, code.id)["retrieval_hit"] is False
+    assert q.retrieve_item(qa, {**item, "answer": "UNANSWERABLE"}, code.id)["retrieval_hit"] is None
+
+
+@pytest.mark.slow
+def test_the_tokenizer_alone_counts_like_the_loaded_model():
+    from engine.backends import load_backend
+    from engine.model_files import tiny_model_path
+
+    try:
+        path = tiny_model_path()
+    except Exception as exc:   # the test extra installs it; say so when absent
+        pytest.skip(f"tiny model not installed: {exc}")
+    settings = SimpleNamespace(model=None, device="cpu", models_dir=None)
+    counter = qa_eval().load_token_counter(settings, path)
+    full = load_backend(path, None)
+    try:
+        text = "def parse_constant(self, name):\n    return _CONSTANTS[name]  # Hartigan–Wong"
+        messages = [{"role": "system", "content": "Sources.\n\n" + text},
+                    {"role": "user", "content": "What does it return?"}]
+        assert counter.count_tokens(text) == full.count_tokens(text)
+        assert counter.prompt_tokens(messages) == full.prompt_tokens(messages)
+        assert counter.n_ctx == full.n_ctx and counter.info.name == full.info.name
+        with pytest.raises(RuntimeError, match="nothing to generate"):
+            counter.stream(messages, max_tokens=4)
+    finally:
+        full.close()
