@@ -88,9 +88,11 @@ def build_document(tok, body_ids: list[int], n_tokens: int, n_needles: int,
 
 # --- systems -----------------------------------------------------------------------
 
-def retained_mass(engine: SparseEngine, cache, question: list[int], budget: int) -> float:
+def retained_mass(engine: SparseEngine, cache, question: list[int],
+                  budget: int) -> float | None:
     """Share of dense attention (last question token) on the tokens the sparse
-    selection keeps, averaged over layers and KV heads' query groups."""
+    selection keeps, averaged over layers and KV heads' query groups; None
+    when the document and question do not fit the window (no dense layout)."""
     cfg = engine.model.cfg
     probs_dense: dict[int, torch.Tensor] = {}
     picked: dict[int, torch.Tensor] = {}
@@ -102,6 +104,8 @@ def retained_mass(engine: SparseEngine, cache, question: list[int], budget: int)
 
     dense = Probe(cfg, [cache], SparseConfig(budget_tokens=EVERYTHING), local_max=len(question))
     dense.record = True
+    if not dense.plan.everything:
+        return None
     sparse = SparseAttention(cfg, [cache], replace(engine.config.sparse, budget_tokens=budget),
                              local_max=len(question))
     ids = torch.tensor(question, device=engine.model.device)
@@ -130,10 +134,10 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
         sys.exit(f"unknown selection policies {sorted(unknown)}; use {sorted(POLICIES)}")
     stop = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
     body_ids = tok(text, add_special_tokens=False).input_ids
-    rng = random.Random(0)
     llm = None
     for n in args.contexts:
-        doc, needles = build_document(tok, body_ids, n, args.needles, rng)
+        # needles drawn per context, so one context can be rerun alone
+        doc, needles = build_document(tok, body_ids, n, args.needles, random.Random(n))
         asked = len(needles)
         # -- dense: transformers SDPA with its cache
         from transformers import DynamicCache
@@ -187,8 +191,10 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                     agree += toks == dense_tokens
                     ttfts.append(stream.stats.ttft_s)
                     decode += stream.stats.decode_s
-                    if args.retained:
-                        retained.append(retained_mass(engine, kvc, nd.question, budget))
+                    kept = retained_mass(engine, kvc, nd.question, budget) \
+                        if args.retained else None
+                    if kept is not None:
+                        retained.append(kept)
                 r.found, r.agree = f"{found}/{asked}", f"{agree}/{asked}"
                 r.retained = sum(retained) / len(retained) if retained else None
                 r.ttft_first_s = prefill + ttfts[0]
