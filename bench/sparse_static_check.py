@@ -22,6 +22,7 @@ for wdt in ("float32", "bfloat16"):
     engine = SparseEngine(model, "rnd", tempfile.mkdtemp(), EngineConfig(prefill=PrefillConfig(chunk=512), placement="pinned"))
     doc = torch.randint(0, 150000, (16384,)).tolist()
     cache = engine.prefill_document(doc)
+    print(wdt, "representatives", cache.reps.kmax.dtype, cache.reps.nbytes, "bytes on", cache.device)
     q = torch.randint(0, 150000, (20,)).tolist()
     for budget in (2048,):
         engine.config.sparse.budget_tokens = budget

@@ -211,6 +211,8 @@ def open_cache(path: Path | str, *, device: str | torch.device = "cpu",
                 t = t.to(device)
             out.append(t)
     reps = BlockRepresentatives.load(path / "representatives.pt").to(device)
+    if reps.kmin.device.type == "cuda":
+        reps = reps.compact()           # resident on the device: half the memory
     return KVCache(path, layout, keys, values, reps, placement, meta["tokens_sha256"],
                    meta.get("metadata", {}))
 
@@ -374,6 +376,8 @@ def random_cache(path: Path | str | None, layout: KVLayout, *, seed: int = 0,
             values.append(pair[1])
         reps = BlockRepresentatives(torch.stack(kmins), torch.stack(kmaxs),
                                     torch.stack(kmeans_)).to(device)
+        if reps.kmin.device.type == "cuda":
+            reps = reps.compact()
         return KVCache(Path("<memory>"), layout, keys, values, reps, placement, "random",
                        {"random": True})
     path = Path(path)

@@ -46,8 +46,8 @@ class QuestSelector(Selector):
     name = "quest"
 
     def scores(self, q: Tensor, reps: LayerCandidates) -> Tensor:
-        return (q.clamp(min=0) @ reps.kmax.transpose(1, 2)
-                + q.clamp(max=0) @ reps.kmin.transpose(1, 2))
+        return (q.clamp(min=0) @ reps.kmax.to(q.dtype).transpose(1, 2)
+                + q.clamp(max=0) @ reps.kmin.to(q.dtype).transpose(1, 2))
 
 
 class MeanKeySelector(Selector):
@@ -56,7 +56,7 @@ class MeanKeySelector(Selector):
     name = "mean"
 
     def scores(self, q: Tensor, reps: LayerCandidates) -> Tensor:
-        return q @ reps.kmean.transpose(1, 2)
+        return q @ reps.kmean.to(q.dtype).transpose(1, 2)
 
 
 class CentroidSelector(Selector):
@@ -69,7 +69,7 @@ class CentroidSelector(Selector):
             raise ValueError("the centroid selector needs caches built with n_centroids > 0")
         heads, rows, _ = q.shape
         _, n_cand, block = reps.labels.shape
-        per_centroid = q @ reps.centroids.transpose(1, 2)            # [H, rows, C]
+        per_centroid = q @ reps.centroids.to(q.dtype).transpose(1, 2)   # [H, rows, C]
         per_centroid = torch.cat([per_centroid, per_centroid.new_full(
             (heads, rows, 1), float("-inf"))], dim=2)               # index -1 -> -inf
         labels = reps.labels.long().reshape(heads, 1, -1)

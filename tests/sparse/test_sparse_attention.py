@@ -66,7 +66,7 @@ def test_small_budget_differs_but_stays_sane(tiny_qwen, tmp_path):
     assert sel.shape == (2, 2) and (sel[:, 1:] > sel[:, :1]).all()    # document order
 
 
-def _needle_candidates(selector_name: str, seed: int = 0):
+def _needle_candidates(selector_name: str, seed: int = 0, compact: bool = False):
     """Random keys in 40 blocks of 16; one block holds a key aligned with the query."""
     gen = torch.Generator().manual_seed(seed)
     heads, n_blocks, block, dim = 2, 40, 16, 32
@@ -77,15 +77,39 @@ def _needle_candidates(selector_name: str, seed: int = 0):
     valid = torch.ones(n_blocks, block, dtype=torch.bool)
     kmin, kmax, kmean = block_bounds(keys, valid)
     cents, labels = layer_centroids(keys, valid, 64)
+    if compact:         # the GPU keeps bfloat16 representatives
+        kmin, kmax, kmean, cents = (t.to(torch.bfloat16) for t in (kmin, kmax, kmean, cents))
     reps = LayerCandidates(kmin, kmax, kmean, cents, labels)
     scores = aggregate(make_selector(selector_name).scores(query, reps), dim)
     return top_blocks(scores, 3), needle_block
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("selector", ["quest", "mean", "centroids"])
-def test_block_scoring_picks_the_needle_block(selector):
-    picked, needle = _needle_candidates(selector)
+def test_block_scoring_picks_the_needle_block(selector, compact):
+    picked, needle = _needle_candidates(selector, compact=compact)
     assert (picked == needle).any(dim=1).all(), picked
+
+
+def test_compact_representatives_halve_and_keep_the_ranking():
+    from engine.sparse.representatives import BlockRepresentatives
+
+    gen = torch.Generator().manual_seed(3)
+    keys = torch.randn(2, 40, 16, 32, generator=gen)
+    valid = torch.ones(40, 16, dtype=torch.bool)
+    reps = BlockRepresentatives(*(t[None] for t in block_bounds(keys, valid)))
+    small = reps.compact()
+    assert small.kmax.dtype == torch.bfloat16 and small.nbytes * 2 == reps.nbytes
+    q = torch.randn(2, 5, 32, generator=gen)
+    full = make_selector("quest").scores(q, LayerCandidates(reps.kmin[0], reps.kmax[0],
+                                                            reps.kmean[0]))
+    half = make_selector("quest").scores(q, LayerCandidates(small.kmin[0], small.kmax[0],
+                                                            small.kmean[0]))
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, atol=0.15, rtol=0.02)
+    agree = (aggregate(half, 32).topk(8).indices.sort().values
+             == aggregate(full, 32).topk(8).indices.sort().values).float().mean()
+    assert agree >= 0.75
 
 
 def test_needle_block_selected_end_to_end(tmp_path):
