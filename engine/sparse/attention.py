@@ -298,20 +298,22 @@ class SparseAttention:
             pool = scores.topk(shortlist, dim=-1).indices
         else:
             pool = torch.arange(n, device=self.device).expand(H, n)
-        keys, _, valid = self._gather(layer, pool)
-        c, S = self.caches[0], self.sink_blocks
-        sink_k, _ = c.gather(layer, torch.arange(H).repeat_interleave(S), torch.arange(S).repeat(H))
-        sink_k = sink_k.view(H, S * B, D)
-        sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
+        keys, _, valid = self._gather(layer, pool, values=False)
         if self.plan.original:
             # dense attention's own geometry over the candidates
             keys = self._rotate(keys, pool)
-            sink_k = apply_rope(sink_k, *rope_cos_sin(torch.arange(S * B, device=self.device),
-                                                       D, self.cfg.rope_theta))
+            sink_k, _, sink_valid = self._sink_kv(layer)          # rotated at 0..S*B
             cos, sin = rope_cos_sin(positions, D, self.cfg.rope_theta)
             G, T = self.cfg.group, positions.shape[0]
             q = apply_rope(q.view(H, G, T, D), cos, sin).view(H, G * T, D)
-        # past the window no positions are known yet: score before RoPE, as the selectors do
+        else:
+            # past the window no positions are known yet: score before RoPE,
+            # as the selectors do
+            S = self.sink_blocks
+            sink_k, _ = self.caches[0].gather(layer, torch.arange(H).repeat_interleave(S),
+                                              torch.arange(S).repeat(H), values=False)
+            sink_k = sink_k.view(H, S * B, D)
+            sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
         mass = exact_block_mass(q, keys, valid, sink_k, sink_valid, B)
         return torch.full_like(scores, float("-inf")).scatter(1, pool, mass)
 
@@ -325,23 +327,30 @@ class SparseAttention:
         cos, sin = self._slot_rope
         return apply_rope(keys, cos[pos].view(H, -1, D), sin[pos].view(H, -1, D))
 
-    def _gather(self, layer: int, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _gather(self, layer: int, sel: Tensor, *, values: bool = True
+                ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Pre-RoPE K, V (None with `values=False`) [H, k*B, D] and validity
+        [H, k*B] of the candidates `sel` [H, k]."""
         H, k, B = sel.shape[0], sel.shape[1], self.block
         heads = torch.arange(H, device=self.device)[:, None].expand(H, k).reshape(-1)
         flat = sel.reshape(-1)
         blocks, owner = self.cand_block[flat], self.cand_cache[flat]
         D = self.cfg.head_dim
         if len(self.caches) == 1:
-            kk, vv = self.caches[0].gather(layer, heads, blocks)
+            kk, vv = self.caches[0].gather(layer, heads, blocks, values=values)
         else:
             kk = torch.zeros(H * k, B, D, device=self.device)
-            vv = torch.zeros_like(kk)
+            vv = torch.zeros_like(kk) if values else None
             for ci, c in enumerate(self.caches):
                 m = owner == ci
                 if m.any():
-                    kk[m], vv[m] = c.gather(layer, heads[m], blocks[m])
+                    kp, vp = c.gather(layer, heads[m], blocks[m], values=values)
+                    kk[m] = kp
+                    if values:
+                        vv[m] = vp
         valid = torch.arange(B, device=self.device)[None, :] < self.cand_valid[flat][:, None]
-        return kk.view(H, k * B, D), vv.view(H, k * B, D), valid.view(H, k * B)
+        return (kk.view(H, k * B, D), None if vv is None else vv.view(H, k * B, D),
+                valid.view(H, k * B))
 
     # -- the call from the model ----------------------------------------------------
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -116,14 +116,17 @@ class KVCache:
         lengths[-1] = lay.tokens - (lay.n_blocks - 1) * lay.block_size
         return lengths
 
-    def gather(self, layer: int, heads: Tensor, blocks: Tensor) -> tuple[Tensor, Tensor]:
+    def gather(self, layer: int, heads: Tensor, blocks: Tensor, *,
+               values: bool = True) -> tuple[Tensor, Tensor | None]:
         """K and V [n, block, head_dim] (float32, on the compute device) for the
-        (head, block) pairs given as two index tensors of length n."""
+        (head, block) pairs given as two index tensors of length n; V is None
+        with `values=False` (scoring reads keys only)."""
         heads, blocks = heads.to(self.keys[layer].device), blocks.to(self.keys[layer].device)
-        k = self.keys[layer][heads, blocks]
-        v = self.values[layer][heads, blocks]
         dev = self.device
-        return (k.to(dev, non_blocking=True).float(), v.to(dev, non_blocking=True).float())
+        k = self.keys[layer][heads, blocks].to(dev, non_blocking=True).float()
+        if not values:
+            return k, None
+        return k, self.values[layer][heads, blocks].to(dev, non_blocking=True).float()
 
     def report(self) -> dict:
         """Size and placement, for the UI and benchmarks."""
