@@ -135,7 +135,10 @@ def main() -> None:
                                   device=args.device)
         name = args.gguf.stem
         engine = SparseEngine(model, name, args.kv_dir or tempfile.gettempdir(),
-                              EngineConfig(prefill=PrefillConfig(chunk=args.chunk)))
+                              EngineConfig(prefill=PrefillConfig(chunk=args.chunk),
+                                           # as the sparse backend: pinned K/V on a GPU
+                                           placement="pinned" if args.device == "cuda"
+                                           else "mmap"))
         if args.accuracy:
             text, source = haystack_text()
             run_accuracy(args, hf, tok, engine, text, source, rows)

@@ -20,7 +20,9 @@ from engine.sparse.generate import SparseEngine
 from sparse_common import Row, greedy_hf, print_row
 
 ROOT = Path(__file__).resolve().parents[1]
-CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart"]
+# the first six fixed the published results; more make up to 16 distinct needles
+CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart", "Bergen", "Cusco",
+          "Dakar", "Hanoi", "Krakow", "Mendoza", "Perth", "Reykjavik", "Tbilisi", "Windhoek"]
 
 # Selection policies compared by `--selections` (SparseConfig fields).
 POLICIES = {
@@ -67,9 +69,11 @@ def build_document(tok, body_ids: list[int], n_tokens: int, n_needles: int,
         [{"role": "user", "content": "@@"}], add_generation_prompt=False, tokenize=False)
     head = head[:head.index("@@")] + "Read the document, then answer the question.\n\nDocument:\n"
     head_ids = tok(head, add_special_tokens=False).input_ids
+    if n_needles > len(CITIES):
+        raise ValueError(f"at most {len(CITIES)} needles per document")
     needles, inserts = [], []
     for i in range(n_needles):
-        city, number = CITIES[i % len(CITIES)], str(rng.randint(1_000_000, 9_999_999))
+        city, number = CITIES[i], str(rng.randint(1_000_000, 9_999_999))
         sentence = f" The special magic number for {city} is {number}. "
         q = (f"\n\nQuestion: What is the special magic number for {city}? Answer with the "
              "number only.<|im_end|>\n<|im_start|>assistant\n")
