@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig
+from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig, question_forward
 from engine.sparse.generate import SparseEngine
 
 from sparse_common import Row, greedy_hf, print_row
@@ -28,6 +28,9 @@ CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart", "Bergen", 
 POLICIES = {
     "hybrid": dict(positions="original", question_scoring="hybrid", pin_fraction=0.5),
     "exact": dict(positions="original", question_scoring="exact", pin_fraction=0.5),
+    # GemFilter-style: one middle layer's exact attention picks for every layer
+    "filter": dict(positions="original", question_scoring="filter", pin_fraction=1.0),
+    "filter-pin50": dict(positions="original", question_scoring="filter", pin_fraction=0.5),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0),
 }
@@ -115,7 +118,7 @@ def retained_mass(engine: SparseEngine, cache, question: list[int],
     ids = torch.tensor(question, device=engine.model.device)
     with torch.no_grad():
         engine.model(ids, dense)
-        engine.model(ids, sparse)
+        question_forward(engine.model, ids, sparse)
     for layer, sel in sparse.selections.items():
         picked[layer] = sel
     S, B, T = dense.sink_blocks * dense.block, dense.block, len(question)
@@ -164,6 +167,8 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                 decode += dec
         found = sum(nd.number in tok.decode(a) for nd, a in zip(needles, dense_answers))
         r.found, r.agree = f"{found}/{asked}", "-"
+        r.extra["needles"] = [nd.number for nd in needles]
+        r.extra["answers"] = [tok.decode(a) for a in dense_answers]
         r.ttft_first_s, r.ttft_followup_s = prefill + ttfts[0], sum(ttfts[1:]) / max(1, asked - 1)
         r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
         rows.append(r)
@@ -188,9 +193,11 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                         note=f"KV {kvc.report()['dtype']}, weights {engine.model.mode}")
                 found = agree = 0
                 ttfts, decode, retained = [], [], []
+                r.extra["answers"] = []
                 for nd, dense_tokens in zip(needles, dense_answers):
                     stream = engine.answer(kvc, nd.question, args.max_new, stop)
                     toks = list(stream)
+                    r.extra["answers"].append(tok.decode(toks))
                     found += nd.number in tok.decode(toks)
                     agree += toks == dense_tokens
                     ttfts.append(stream.stats.ttft_s)

@@ -13,9 +13,14 @@ and every layer, per KV head:
 
 The question's own forward scores the candidates exactly instead
 (`exact_scoring`): it runs once per question, and representatives alone
-kept too little of dense attention's mass to find needles. During decoding
-a share of each head's blocks (`pin_fraction`) stays pinned from the
-question's selection, the rest follows the selector token by token.
+kept too little of dense attention's mass to find needles. By default
+(`question_scoring="filter"`, after GemFilter) a first pass stops at a
+middle layer whose exact attention, summed over its heads, picks one set
+of blocks for every layer and head (`question_forward`); a block's score
+also counts the attention on its neighbours' nearest tokens, so a fact cut
+by a block edge comes whole. During decoding a share of each head's blocks
+(`pin_fraction`, by default all) stays pinned from the question's
+selection, the rest follows the selector token by token.
 
 Positions: when all candidate blocks and the answer fit the model's
 trained window, every selected block keeps its candidate position (sinks,
@@ -40,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .exact_scoring import exact_block_mass
+from .exact_scoring import exact_token_mass, spill_to_neighbours
 from .kvstore import KVCache
-from .model import ModelConfig, apply_rope, rope_cos_sin
+from .model import ModelConfig, Transformer, apply_rope, rope_cos_sin
 from .selectors import LayerCandidates, aggregate, make_selector
 
 EVERYTHING = 1 << 40   # a budget that selects every block
+QUESTION_SCORING = ("filter", "hybrid", "exact", "selector")
 
 
 @dataclass
@@ -55,16 +61,22 @@ class SparseConfig:
     selector: str = "quest"
     attribution_skip: int = 4     # first tokens (the attention sink proper) not attributed
     positions: str = "original"   # "original" while everything fits the window, or "reassigned"
-    question_scoring: str = "hybrid"  # the question's forward: "exact", "selector" or "hybrid"
+    question_scoring: str = "filter"  # the question's forward: "filter", "hybrid", "exact", "selector"
     exact_max_tokens: int = 32768     # candidates scored exactly; more: the selector's shortlist
-    pin_fraction: float = 0.5         # share of each head's blocks kept from the question's pick
+    pin_fraction: float = 1.0         # share of each head's blocks kept from the question's pick
+    filter_depth: float = 2 / 3       # "filter": the layer (share of depth) whose attention picks
+    spill_tokens: int = 16            # exact scores also count neighbours' nearest tokens
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
             raise ValueError(f"positions must be 'original' or 'reassigned', not {self.positions!r}")
-        if self.question_scoring not in ("exact", "selector", "hybrid"):
-            raise ValueError("question_scoring must be 'exact', 'selector' or 'hybrid', "
+        if self.question_scoring not in QUESTION_SCORING:
+            raise ValueError(f"question_scoring must be one of {', '.join(QUESTION_SCORING)}, "
                              f"not {self.question_scoring!r}")
+        if not 0.0 <= self.filter_depth <= 1.0:
+            raise ValueError(f"filter_depth must be within [0, 1], not {self.filter_depth}")
+        if self.spill_tokens < 0:
+            raise ValueError(f"spill_tokens must be >= 0, not {self.spill_tokens}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
 
@@ -179,6 +191,9 @@ class SparseAttention:
         self.cand_cache, self.cand_block = as_t(cand_cache), as_t(cand_block)
         self.cand_valid, self.cand_tok = as_t(cand_valid), as_t(cand_tok)
         n_cand = len(cand_block)
+        # candidate i + 1 directly follows candidate i in its document
+        self._adjacent = ((self.cand_cache[1:] == self.cand_cache[:-1])
+                          & (self.cand_block[1:] == self.cand_block[:-1] + 1))
 
         self.sink_valid = min(first.tokens, self.sink_blocks * B)
         self.plan = plan_positions(
@@ -204,6 +219,11 @@ class SparseAttention:
         self._gathered: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
         self.gathers = 0                            # (layer, step) gathers actually done
         self.record = False
+        # "filter" (question_forward): the pass that stops at filter_layer, and
+        # the layers whose shared pick the question has not attended yet
+        self.filter_layer = min(cfg.n_layers - 1, int(cfg.n_layers * config.filter_depth))
+        self.filtering = False
+        self._unattended: set[int] = set()
         self._mass = torch.zeros(self.total_tokens + 1, dtype=torch.float64, device=dev)
 
     # -- per-layer state -------------------------------------------------------
@@ -255,7 +275,17 @@ class SparseAttention:
             return torch.arange(k, device=self.device).expand(n_kv, k)
         scores = aggregate(self.selector.scores(q.float(), self._candidates(layer)),
                            self.cfg.head_dim)
-        if layer not in self.question_picks:           # the question's own forward
+        if self.filtering:                              # the filter pass (question_forward)
+            if layer < self.filter_layer:
+                return scores.topk(k, dim=-1).indices.sort(dim=-1).values
+            ranked = self._shared_pick(layer, q, positions, scores, k)
+            self.question_picks = {i: ranked for i in range(self.cfg.n_layers)}
+            self._unattended = set(self.question_picks)
+            return ranked.sort(dim=-1).values
+        if layer in self._unattended:                   # the question after its filter pass
+            self._unattended.discard(layer)
+            ranked = self.question_picks[layer]
+        elif layer not in self.question_picks:          # the question's own forward
             ranked = self._question_pick(layer, q, positions, scores, k)
             self.question_picks[layer] = ranked
         else:
@@ -266,6 +296,16 @@ class SparseAttention:
             ranked = scores.topk(k, dim=-1).indices
         return ranked.sort(dim=-1).values
 
+    def _shared_pick(self, layer: int, q: Tensor, positions: Tensor | None, scores: Tensor,
+                     k: int) -> Tensor:
+        """One set of k blocks for every head [kv_heads, k], best first: the
+        candidates with the most exact attention mass at this layer, summed over
+        its heads and rows, every candidate scored (it is one layer)."""
+        H, n = self.cfg.n_kv_heads, len(self.cand_block)
+        pool = torch.arange(n, device=self.device).expand(H, n)
+        mass = self._exact_mass(layer, q, positions, scores, pool).sum(0)
+        return mass.topk(k).indices.expand(H, k)
+
     def _question_pick(self, layer: int, q: Tensor, positions: Tensor | None,
                        scores: Tensor, k: int) -> Tensor:
         """The question's k candidates per head [kv_heads, k], best first.
@@ -273,7 +313,9 @@ class SparseAttention:
         "hybrid" alternates the blocks with the most exact attention mass
         (dense's own choice, which favours the question's neighbourhood) and
         the selector's position-free best (which finds a distant needle that
-        few query rows look at); "exact" and "selector" use one of them."""
+        few query rows look at); "exact" and "selector" use one of them.
+        "filter" lands here only for a forward run without `question_forward`'s
+        first pass, and is then treated as "hybrid"."""
         how = self.config.question_scoring
         if how == "selector" or positions is None:
             return scores.topk(k, dim=-1).indices
@@ -287,14 +329,18 @@ class SparseAttention:
         ranked[:, 0::2], ranked[:, 1::2] = best, rest
         return ranked
 
-    def _exact_mass(self, layer: int, q: Tensor, positions: Tensor, scores: Tensor) -> Tensor:
+    def _exact_mass(self, layer: int, q: Tensor, positions: Tensor, scores: Tensor,
+                    pool: Tensor | None = None) -> Tensor:
         """Exact attention mass [kv_heads, n_candidates] of the question's rows
-        (-inf outside the selector's shortlist when there are more than
-        `exact_max_tokens` candidate tokens)."""
+        over the candidates `pool` [kv_heads, m] (-inf elsewhere); by default
+        all of them, or the selector's shortlist when there are more than
+        `exact_max_tokens` candidate tokens."""
         H, B, D = self.cfg.n_kv_heads, self.block, self.cfg.head_dim
         n = len(self.cand_block)
         shortlist = self.config.exact_max_tokens // B
-        if n > shortlist:
+        if pool is not None:
+            pass
+        elif n > shortlist:
             pool = scores.topk(shortlist, dim=-1).indices
         else:
             pool = torch.arange(n, device=self.device).expand(H, n)
@@ -314,8 +360,13 @@ class SparseAttention:
                                               torch.arange(S).repeat(H), values=False)
             sink_k = sink_k.view(H, S * B, D)
             sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
-        mass = exact_block_mass(q, keys, valid, sink_k, sink_valid, B)
-        return torch.full_like(scores, float("-inf")).scatter(1, pool, mass)
+        tm = exact_token_mass(q, keys, valid, sink_k, sink_valid).view(H, -1, B)
+        # per candidate in document order, so neighbours can share their edges
+        full = torch.zeros(H, n, B, dtype=tm.dtype, device=self.device)
+        full.scatter_(1, pool[..., None].expand(-1, -1, B), tm)
+        mass = spill_to_neighbours(full.view(H, -1), B, min(self.config.spill_tokens, B),
+                                   self._adjacent)
+        return torch.full_like(scores, float("-inf")).scatter(1, pool, mass.gather(1, pool))
 
     def _rotate(self, keys: Tensor, sel: Tensor) -> Tensor:
         """Rotate gathered keys [H, k*B, D] of candidates `sel` [H, k] at their
@@ -411,6 +462,14 @@ class SparseAttention:
                                                  attn_mask=mask[None])[0]
         return out.view(H, G, T, D).reshape(H * G, T, D).transpose(0, 1)
 
+    def end_filter_pass(self) -> None:
+        """Forget the filter pass's local window and gathers; keep its pick."""
+        self.filtering = False
+        self._local.clear()
+        self._gathered.clear()
+        self.selections.clear()
+        self._local_rope = (None, None)
+
     # -- attribution ---------------------------------------------------------------
     def _attribute(self, probs: Tensor, sel: Tensor | None) -> None:
         dump = self.total_tokens
@@ -436,3 +495,23 @@ class SparseAttention:
             a = self.token_offsets[ci]
             per.append(self._mass[a:a + c.layout.tokens].cpu())
         return Attribution(per)
+
+
+def question_forward(model: Transformer, ids: Tensor, attn: SparseAttention, *,
+                     last_only: bool = False) -> Tensor:
+    """The question's forward over the stored KV: logits [T or 1, vocab].
+
+    With `question_scoring="filter"` it runs twice, as GemFilter does: a first
+    pass stops at `filter_layer`, whose exact attention (summed over heads)
+    picks one set of blocks, and the second pass attends those blocks in every
+    layer. Single retrieval layers in the middle of the model find a needle
+    that per-layer choices, each voting for its own neighbourhood, lose
+    (bench/sparse_needle_ranks.py)."""
+    if (attn.config.question_scoring == "filter" and attn.plan.n_select
+            and not attn.plan.everything):
+        attn.filtering = True
+        try:
+            model(ids, attn, stop_after=attn.filter_layer)
+        finally:
+            attn.end_filter_pass()
+    return model(ids, attn, last_only=last_only)

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from .attention import Attribution, SparseAttention, SparseConfig
+from .attention import Attribution, SparseAttention, SparseConfig, question_forward
 from .kvstore import KVCache, KVCacheError, PrefillConfig, build_cache, cache_dir, open_cache, tokens_hash
 from .model import Transformer, from_transformers, load_hf_model
 
@@ -75,7 +75,7 @@ class AnswerStream:
         model, attn = self.engine.model, self.attention
         ids = torch.tensor(self.prompt, dtype=torch.long, device=model.device)
         t0 = time.perf_counter()
-        logits = model(ids, attn, last_only=True)
+        logits = question_forward(model, ids, attn, last_only=True)
         attn.record = True
         if self.engine.uses_static(attn):
             yield from self._static(int(logits[-1].argmax()), t0)
@@ -196,7 +196,7 @@ class SparseEngine:
         caches = [caches] if isinstance(caches, KVCache) else list(caches)
         attn = SparseAttention(self.model.cfg, caches, self.config.sparse, local_max=len(prompt))
         ids = torch.tensor(prompt, dtype=torch.long, device=self.model.device)
-        return self.model(ids, attn)
+        return question_forward(self.model, ids, attn)
 
 
 def check_tokens(tokens: list[int], vocab_size: int, what: str) -> None:

@@ -245,12 +245,16 @@ class Transformer(nn.Module):
     def device(self) -> torch.device:
         return self.norm.weight.device
 
-    def forward(self, ids: Tensor, attention: Attention, *, last_only: bool = False) -> Tensor:
-        """Logits [T, vocab] for token ids [T]; `attention` decides what is attended."""
+    def forward(self, ids: Tensor, attention: Attention, *, last_only: bool = False,
+                stop_after: int | None = None) -> Tensor:
+        """Logits [T, vocab] for token ids [T]; `attention` decides what is
+        attended. With `stop_after` the hidden states [T, dim] after that layer."""
         x = self.embed(ids)
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x)
             x = layer.finish(x, attention(i, q, k, v))
+            if i == stop_after:
+                return x
         if last_only:
             x = x[-1:]
         return self.head(self.norm(x))

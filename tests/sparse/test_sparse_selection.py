@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.sparse.attention import SparseAttention, SparseConfig
+from engine.sparse.attention import SparseAttention, SparseConfig, question_forward
+from engine.sparse.exact_scoring import spill_to_neighbours
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig
 from engine.sparse.model import apply_rope, from_transformers, rope_cos_sin
@@ -34,7 +35,7 @@ def _setup(tmp_path, *, doc_len=200, seed=21, kind="llama", **sparse):
 def _question_forward(model, engine, cache, question):
     attn = SparseAttention(model.cfg, [cache], engine.config.sparse, local_max=len(question))
     with torch.no_grad():
-        logits = model(torch.tensor(question), attn)
+        logits = question_forward(model, torch.tensor(question), attn)
     return attn, logits
 
 
@@ -55,7 +56,7 @@ class _ReferenceDense:
         self.seen[layer] = (q, k)
         H, G = c.n_kv_heads, c.group
         mask = torch.ones(T, T, dtype=torch.bool).tril()[None].repeat(H, 1, 1)
-        if self.allowed is not None:
+        if self.allowed is not None and layer in self.allowed:      # else: every key
             mask[:, self.n_doc:, :self.n_doc] &= self.allowed[layer][:, None, :]
         mask = mask.repeat_interleave(G, 0)
         out = F.scaled_dot_product_attention(q, k.repeat_interleave(G, 0),
@@ -76,7 +77,7 @@ def _allowed(attn, n_doc):
     return out
 
 
-@pytest.mark.parametrize("scoring", ["exact", "selector", "hybrid"])
+@pytest.mark.parametrize("scoring", ["exact", "selector", "hybrid", "filter"])
 def test_selected_blocks_at_original_positions_equal_dense_masked_to_them(scoring, tmp_path):
     """With a budget of 4 of 12 candidate blocks, the sparse question forward
     is exactly dense attention whose question rows see only those blocks."""
@@ -107,7 +108,7 @@ def _dense_block_mass(ref, layer, n_doc, group):
 
 def test_exact_scoring_picks_dense_attentions_heaviest_blocks(tmp_path):
     model, engine, doc, cache = _setup(tmp_path, doc_len=192, budget_tokens=3 * B,
-                                       question_scoring="exact")
+                                       question_scoring="exact", spill_tokens=0)
     question = _rand(8, 23)
     attn, _ = _question_forward(model, engine, cache, question)
     # the same hidden states as the sparse forward (its later layers follow
@@ -195,3 +196,91 @@ def test_answers_through_the_static_step_equal_the_dynamic_path(budget, tmp_path
     assert runs["on"][2].generated == 6 and len(runs["on"][2].decode_s) == 5
     with pytest.raises(ValueError, match="static_decode"):
         EngineConfig(static_decode="sometimes")
+
+
+def test_spill_counts_the_neighbours_nearest_tokens_only_across_true_neighbours():
+    """A block's score adds the `edge` tokens of the blocks next to it, when
+    they follow each other in the document; the far tokens do not count."""
+    tm = torch.zeros(1, 4 * 8)
+    tm[0, 7] = 5.0          # last token of block 0: spills into block 1
+    tm[0, 8 + 4] = 1.0      # middle of block 1: no spill (edge 2)
+    tm[0, 16] = 3.0         # first token of block 2: block 1 is not its neighbour
+    tm[0, 23] = 2.0         # last token of block 2: spills into block 3
+    adjacent = torch.tensor([True, False, True])        # block 2 does not follow block 1
+    out = spill_to_neighbours(tm, 8, 2, adjacent)
+    assert out.tolist() == [[5.0, 1.0 + 5.0, 5.0, 2.0]]
+    assert spill_to_neighbours(tm, 8, 0, adjacent).tolist() == [[5.0, 1.0, 5.0, 0.0]]
+
+
+def test_spill_brings_the_block_after_a_hot_block_edge(tmp_path):
+    """With spill, a block whose last tokens draw the question's attention
+    pulls in the block after it, so a fact cut at the edge comes whole."""
+    model, engine, doc, cache = _setup(tmp_path, doc_len=192, budget_tokens=4 * B,
+                                       question_scoring="exact", spill_tokens=B)
+    question = _rand(8, 23)
+    attn, _ = _question_forward(model, engine, cache, question)
+    plain = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=4 * B,
+                                                             question_scoring="exact",
+                                                             spill_tokens=0),
+                            local_max=len(question))
+    with torch.no_grad():
+        question_forward(model, torch.tensor(question), plain)
+    # with edge = a whole block, a block's score is its mass plus both
+    # neighbours': picks favour runs of adjacent blocks
+    def runs(picks):
+        ids = sorted(picks.tolist())
+        return sum(b - a == 1 for a, b in zip(ids, ids[1:]))
+    spilled = sum(runs(attn.question_picks[i][h]) for i in attn.question_picks
+                  for h in range(model.cfg.n_kv_heads))
+    plain_runs = sum(runs(plain.question_picks[i][h]) for i in plain.question_picks
+                     for h in range(model.cfg.n_kv_heads))
+    assert spilled > plain_runs
+
+
+def test_filter_picks_one_set_of_blocks_from_the_filter_layer_for_every_layer(tmp_path):
+    """GemFilter-style: the first pass stops at the filter layer, whose exact
+    mass summed over heads picks one set of blocks; the question's real pass
+    and the pinned decode use it in every layer and head."""
+    model, engine, doc, cache = _setup(tmp_path, doc_len=192, budget_tokens=3 * B,
+                                       question_scoring="filter", spill_tokens=0,
+                                       pin_fraction=1.0, filter_depth=0.5)
+    question = _rand(8, 23)
+    attn = SparseAttention(model.cfg, [cache], engine.config.sparse, local_max=len(question) + 1)
+    with torch.no_grad():
+        question_forward(model, torch.tensor(question), attn)
+    L, H = model.cfg.n_layers, model.cfg.n_kv_heads
+    assert attn.filter_layer == L // 2
+    picks = {i: attn.question_picks[i] for i in range(L)}
+    first = picks[0]
+    assert all(torch.equal(p, first) for p in picks.values())
+    assert all(torch.equal(first[h], first[0]) for h in range(H))
+    # the pick is the filter layer's heaviest blocks, with the hidden states of
+    # the filter pass (the selector's picks below the filter layer)
+    probe = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=3 * B,
+                                                             question_scoring="selector"),
+                            local_max=len(question))
+    with torch.no_grad():
+        model(torch.tensor(question), probe, stop_after=attn.filter_layer - 1)
+    allowed = _allowed(probe, len(doc))
+    ref = _ReferenceDense(model.cfg, len(doc), allowed)
+    with torch.no_grad():
+        model(torch.tensor(doc + question), ref, stop_after=attn.filter_layer)
+    mass = _dense_block_mass(ref, attn.filter_layer, len(doc), model.cfg.group)[:, 1:]
+    expected = mass.sum(0).topk(3).indices
+    assert torch.equal(first[0], expected)
+    # every layer of the real pass attended exactly those blocks
+    assert all(torch.equal(attn.selections[i], first.sort(-1).values) for i in range(L))
+    # and decoding with all blocks pinned keeps them
+    with torch.no_grad():
+        model(torch.tensor([5]), attn)
+    assert all(torch.equal(attn.selections[i], first.sort(-1).values) for i in range(L))
+
+
+def test_filter_at_the_everything_budget_is_dense(tmp_path):
+    model, engine, doc, cache = _setup(tmp_path, doc_len=96, budget_tokens=1 << 40,
+                                       question_scoring="filter")
+    question = _rand(6, 9)
+    attn, sparse_logits = _question_forward(model, engine, cache, question)
+    with torch.no_grad():
+        dense = model(torch.tensor(doc + question), _ReferenceDense(model.cfg, len(doc)))
+    torch.testing.assert_close(sparse_logits, dense[len(doc):], atol=1e-4, rtol=1e-4)

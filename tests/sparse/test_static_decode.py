@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig
+from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig, question_forward
 from engine.sparse.block_pool import empty_resident, fetch_blocks, refill, slot_ranks
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig, open_cache
@@ -26,21 +26,31 @@ def _cache(model, tmp_path, doc, dtype="float32"):
     return engine.prefill_document(doc)
 
 
-def _attention(model, cache, budget, prompt, n_new, selector="quest"):
+# (question scoring, pinned share): hybrid with half pinned moves the selection
+# while decoding, so the refill path runs; filter pins all of it
+SCORING = {"hybrid": ("hybrid", 0.5), "filter": ("filter", 1.0)}
+
+
+def _attention(model, cache, budget, prompt, n_new, selector="quest", scoring="hybrid"):
     """A SparseAttention that has run the prompt; returns it and the logits."""
+    how, pin = SCORING[scoring]
     attn = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=budget,
-                                                            selector=selector),
+                                                            selector=selector,
+                                                            question_scoring=how,
+                                                            pin_fraction=pin),
                            local_max=len(prompt) + n_new)
     with torch.no_grad():
-        logits = model(torch.tensor(prompt, device=model.device), attn, last_only=True)
+        logits = question_forward(model, torch.tensor(prompt, device=model.device), attn,
+                                  last_only=True)
     attn.record = True              # as AnswerStream does for the answer's tokens
     return attn, logits
 
 
-def _reference(model, cache, budget, prompt, n_new, selector="quest", feed=None):
+def _reference(model, cache, budget, prompt, n_new, selector="quest", feed=None,
+               scoring="hybrid"):
     """Decode through SparseAttention, feeding `feed` (default: its greedy
     tokens); returns the tokens fed, logits and selections per step."""
-    attn, logits = _attention(model, cache, budget, prompt, n_new, selector)
+    attn, logits = _attention(model, cache, budget, prompt, n_new, selector, scoring)
     fed, out, sels = [], [], []
     with torch.no_grad():
         for step in range(n_new):
@@ -51,19 +61,21 @@ def _reference(model, cache, budget, prompt, n_new, selector="quest", feed=None)
     return fed, out, sels, attn
 
 
-@pytest.mark.parametrize("kind,budget,selector,window", [
-    ("qwen2", 32, "quest", 512), ("llama", 48, "quest", 512), ("llama", 32, "mean", 512),
-    ("qwen2", EVERYTHING, "quest", 512),
-    ("llama", 48, "quest", 128)])           # document past the window: reassigned positions
-def test_static_step_equals_sparse_decode(kind, budget, selector, window, tmp_path):
+@pytest.mark.parametrize("kind,budget,selector,window,scoring", [
+    ("qwen2", 32, "quest", 512, "hybrid"), ("llama", 48, "quest", 512, "hybrid"),
+    ("llama", 32, "mean", 512, "hybrid"), ("qwen2", EVERYTHING, "quest", 512, "hybrid"),
+    ("llama", 48, "quest", 128, "hybrid"),  # document past the window: reassigned positions
+    ("llama", 48, "quest", 512, "filter"), ("llama", 48, "quest", 128, "filter")])
+def test_static_step_equals_sparse_decode(kind, budget, selector, window, scoring, tmp_path):
     model = from_transformers(tiny_hf(kind, seed=1, window=window))
     cache = _cache(model, tmp_path, _rand(300, 21))
     prompt, n_new = _rand(9, 22), 7
     # random tokens fed (a random model's greedy answer repeats itself), so
     # the selection moves and blocks are refetched
     fed, ref_logits, ref_sels, ref_attn = _reference(model, cache, budget, prompt, n_new,
-                                                     selector, feed=_rand(n_new, 29))
-    attn, _ = _attention(model, cache, budget, prompt, n_new, selector)
+                                                     selector, feed=_rand(n_new, 29),
+                                                     scoring=scoring)
+    attn, _ = _attention(model, cache, budget, prompt, n_new, selector, scoring)
     dec = StaticDecoder(model, attn, StaticConfig(graph=False))
     if window == 128:
         assert not attn.plan.everything and attn.plan.local_start < 300
@@ -75,7 +87,9 @@ def test_static_step_equals_sparse_decode(kind, budget, selector, window, tmp_pa
             assert torch.equal(sel, ref_sels[step][layer]), (step, layer)
             if step and not torch.equal(sel, ref_sels[step - 1][layer]):
                 changed += 1
-    if budget != EVERYTHING:
+    if budget != EVERYTHING and scoring == "filter":
+        assert not changed, "every block is pinned: the selection may not move"
+    elif budget != EVERYTHING:
         assert changed, "the selection never changed: the refill path went untested"
         assert 0 < int(dec.fetched) < n_new * model.cfg.n_layers * model.cfg.n_kv_heads * dec.k
     torch.testing.assert_close(attn.attribution().per_cache[0],
