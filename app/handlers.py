@@ -19,6 +19,7 @@ from .uploads import UploadRejected, safe_name, safe_relative
 STAGE_WORDS = {
     "waiting": "waiting: another question is being answered",
     "loading": "loading the answer model",
+    "rewriting": "reading the question with the earlier ones",
     "searching": "searching the library",
     "selecting": "choosing sources",
     "reading": "reading the sources",

@@ -7,6 +7,7 @@ writes SQL: search and storage do that.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -22,9 +23,12 @@ from storage import segments as segment_store
 from storage.records import CitationRecord
 
 from .cite import CitedAnswer, Citer, CiteConfig
-from .text import defuse_control_tokens, terms
+from .followup import leans_on_history, search_query
+from .text import defuse_control_tokens
 from .search import HybridSearcher
 from .select.base import Selection, SelectionContext, Source
+
+log = logging.getLogger(__name__)
 
 # The sources go in the system message and the question alone in the user
 # turn: measured on the dev set, the default 0.5B model then answers the
@@ -45,10 +49,6 @@ SPARSE_SYSTEM_PROMPT = (
     "You are Folio. Answer the user's question using only the document excerpts below. "
     "Reply in one or two sentences. Copy names, numbers and code identifiers exactly.")
 
-_FOLLOW_UP = frozenset("it its it's this that these those they them their there he she his "
-                       "her same above previous former latter one ones".split())
-
-
 @dataclass
 class QAConfig:
     candidates: int = 40            # hits taken from hybrid search before selection
@@ -57,6 +57,8 @@ class QAConfig:
     context_tokens: int | None = None   # fixed budget for sources; None = adapt
     min_context_tokens: int = 400   # below this an answer rarely has its evidence
     history_turns: int = 2          # earlier turns used to complete a follow-up question
+    rewrite_follow_ups: bool = True  # the model rewrites a follow-up into a standalone query
+    rewrite_tokens: int = 48         # the longest rewrite
     max_question_chars: int = 4_000  # a question, not a pasted document
 
 
@@ -84,7 +86,7 @@ def clean_question(question: str, max_chars: int) -> str:
 
 @dataclass
 class Stage:
-    name: str                       # "searching", "selecting", "reading", "writing", "citing"
+    name: str                       # "rewriting", "searching", "selecting", "reading", "writing", "citing"
     detail: str = ""
 
 
@@ -151,13 +153,9 @@ Event = Stage | Token | Done
 
 
 def search_query_for(question: str, history: list[str]) -> str:
-    """A standalone search query: a follow-up that leans on earlier turns
-    ("and its default?") borrows the terms of the previous question."""
-    words = question.lower().replace("?", " ").split()
-    leans = any(w.strip(".,;:!'\"") in _FOLLOW_UP for w in words) or len(terms(question)) < 3
-    if not history or not leans:
-        return question
-    return f"{history[-1]} {question}"
+    """A standalone search query without a model: a follow-up that leans on
+    earlier turns ("and its default?") borrows the previous question's terms."""
+    return search_query(question, history).query
 
 
 def repeating(text: str, times: int = 3) -> bool:
@@ -308,6 +306,21 @@ class Answerer:
         budget = self.budget(question)
         return budget, self.select(question, query or question, document_ids, budget)
 
+    def _search_query(self, question: str, history: list[str],
+                      stop_event: threading.Event | None) -> Iterator[Event]:
+        """The follow-up rewritten by the model into a standalone query
+        (engine/followup.py); a failed rewrite falls back to borrowing."""
+        if not (self.config.rewrite_follow_ups and leans_on_history(question, history)):
+            return search_query(question, history).query
+        yield Stage("rewriting", question)
+        try:
+            return search_query(question, history, self.backend,
+                                max_tokens=self.config.rewrite_tokens,
+                                stop_event=stop_event).query
+        except Exception as exc:  # noqa: BLE001 - the answer reports a broken model itself
+            log.warning("rewriting the follow-up failed (%s); borrowing instead", exc)
+            return search_query(question, history).query
+
     # -- the whole question --------------------------------------------
     def ask(self, question: str, *, document_ids: list[int] | None = None,
             conversation_id: int | None = None,
@@ -318,7 +331,7 @@ class Answerer:
         if conversation_id is not None:
             turns = chats.get_turns(self.db, conversation_id)
             history = [t.search_query or t.question for t in turns][-self.config.history_turns:]
-        query = search_query_for(question, history)
+        query = yield from self._search_query(question, history, stop_event)
         yield Stage("searching", query)
         self._check_fits(question)
         if conversation_id is None:
