@@ -32,7 +32,7 @@ from engine.sparse.attention import SparseAttention, SparseConfig  # noqa: E402
 from engine.sparse.exact_scoring import ROW_CHUNK  # noqa: E402
 from engine.sparse.generate import EngineConfig, SparseEngine  # noqa: E402
 from engine.sparse.kvstore import PrefillConfig  # noqa: E402
-from engine.sparse.model import apply_rope, from_transformers, load_hf_model, rope_cos_sin  # noqa: E402
+from engine.sparse.model import from_transformers, load_hf_model  # noqa: E402
 
 from sparse_needle import build_document, haystack_text  # noqa: E402
 
@@ -60,25 +60,12 @@ class Probe(SparseAttention):
         self.scores: dict[int, dict[str, torch.Tensor]] = {}
 
     def _question_pick(self, layer, q, positions, scores, k):
-        H, B, D = self.cfg.n_kv_heads, self.block, self.cfg.head_dim
+        H, B = self.cfg.n_kv_heads, self.block
         n = len(self.cand_block)
         shortlist = self.config.exact_max_tokens // B
         pool = (scores.topk(shortlist, dim=-1).indices if n > shortlist
                 else torch.arange(n, device=self.device).expand(H, n))
-        keys, _, valid = self._gather(layer, pool, values=False)
-        if self.plan.original:
-            keys = self._rotate(keys, pool)
-            sink_k, _, sink_valid = self._sink_kv(layer)
-            cos, sin = rope_cos_sin(positions, D, self.cfg.rope_theta)
-            G, T = self.cfg.group, positions.shape[0]
-            q = apply_rope(q.view(H, G, T, D), cos, sin).view(H, G * T, D)
-        else:
-            S = self.sink_blocks
-            sink_k, _ = self.caches[0].gather(layer, torch.arange(H).repeat_interleave(S),
-                                              torch.arange(S).repeat(H), values=False)
-            sink_k = sink_k.view(H, S * B, D)
-            sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
-        rm = row_masses(q, keys, valid, sink_k, sink_valid, B)          # [H, rows, |pool|]
+        rm = row_masses(*self.exact_inputs(layer, q, positions, pool), B)   # [H, rows, |pool|]
         full = lambda x: torch.full_like(scores, float("-inf")).scatter(1, pool, x)  # noqa
         self.scores[layer] = {"quest": scores, "sum": full(rm.sum(1)),
                               "max": full(rm.max(1).values)}

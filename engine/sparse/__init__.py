@@ -12,7 +12,8 @@ it needs the storage layer) keeps cache folders and `kv_caches` rows in step.
 Modules: model (the forward), kvstore, representatives, selectors,
 attention, generate, registry.
 """
-from .attention import EVERYTHING, Attribution, SparseConfig
+from .attention import EVERYTHING, SparseConfig
+from .attribution import Attribution
 from .generate import AnswerStats, AnswerStream, EngineConfig, SparseEngine
 from .kvstore import KVCache, KVCacheError, PrefillConfig, build_cache, open_cache
 

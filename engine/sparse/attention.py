@@ -39,15 +39,17 @@ original one, and the result equals dense attention.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .attribution import Attribution
 from .exact_scoring import exact_token_mass, spill_to_neighbours
 from .kvstore import KVCache
 from .model import ModelConfig, Transformer, apply_rope, rope_cos_sin
+from .positions import plan_positions
 from .selectors import LayerCandidates, aggregate, make_selector
 
 EVERYTHING = 1 << 40   # a budget that selects every block
@@ -79,67 +81,6 @@ class SparseConfig:
             raise ValueError(f"spill_tokens must be >= 0, not {self.spill_tokens}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
-
-
-@dataclass(frozen=True)
-class PositionPlan:
-    sink_tokens: int      # S: sink slots (whole blocks, padding masked)
-    n_select: int         # k: blocks selected per head
-    block_size: int
-    local_start: int      # position of the first question token
-    everything: bool      # every candidate block is attended (dense-equivalent)
-    original: bool = False    # selected blocks keep their document positions
-
-    def slot_positions(self, device: torch.device | str = "cpu") -> Tensor:
-        return torch.arange(self.sink_tokens, self.sink_tokens + self.n_select * self.block_size,
-                            device=device)
-
-    def max_distance(self, local_len: int) -> int:
-        """Largest query-key distance once `local_len` local tokens exist."""
-        return self.local_start + local_len - 1
-
-
-def plan_positions(*, sink_tokens: int, sink_valid: int, n_candidates: int, last_valid: int,
-                   block_size: int, budget_tokens: int, local_max: int,
-                   window: int, original: bool = True) -> PositionPlan:
-    """Choose how many blocks to select and where everything sits, so that
-    every distance stays below `window` for up to `local_max` local tokens.
-    With `original`, the selected blocks keep their candidate positions
-    whenever all candidates and the local window fit."""
-    room = window - sink_tokens - local_max
-    if room < 0:
-        raise ValueError(f"the question and answer ({local_max} tokens) do not fit the "
-                         f"model's window of {window} tokens beside the sinks")
-    # Every candidate in place: the last one may be a partial block.
-    start = (sink_tokens + (n_candidates - 1) * block_size + last_valid) if n_candidates \
-        else sink_valid
-    fits = start + local_max <= window
-    if original and fits:
-        k = min(n_candidates, budget_tokens // block_size)
-        return PositionPlan(sink_tokens, k, block_size, start, k == n_candidates, True)
-    k = min(n_candidates, budget_tokens // block_size, room // block_size)
-    if k == n_candidates and fits:
-        return PositionPlan(sink_tokens, k, block_size, start, True, True)
-    return PositionPlan(sink_tokens, k, block_size, sink_tokens + k * block_size, False)
-
-
-@dataclass
-class Attribution:
-    """Attention mass each document token received while the answer was
-    generated, summed over layers, heads and generated tokens."""
-
-    per_cache: list[Tensor] = field(default_factory=list)   # float64 [tokens] per cache
-
-    def range_mass(self, cache_index: int, start: int, end: int) -> float:
-        return float(self.per_cache[cache_index][start:end].sum())
-
-    def ranges(self, ranges: list[tuple[int, int, int]]) -> list[float]:
-        """Mass of each (cache_index, token_start, token_end); the caller maps
-        segments to token ranges."""
-        return [self.range_mass(c, a, b) for c, a, b in ranges]
-
-    def total(self) -> float:
-        return float(sum(t.sum() for t in self.per_cache))
 
 
 class SparseAttention:
@@ -335,15 +276,26 @@ class SparseAttention:
         over the candidates `pool` [kv_heads, m] (-inf elsewhere); by default
         all of them, or the selector's shortlist when there are more than
         `exact_max_tokens` candidate tokens."""
-        H, B, D = self.cfg.n_kv_heads, self.block, self.cfg.head_dim
+        H, B = self.cfg.n_kv_heads, self.block
         n = len(self.cand_block)
         shortlist = self.config.exact_max_tokens // B
-        if pool is not None:
-            pass
-        elif n > shortlist:
-            pool = scores.topk(shortlist, dim=-1).indices
-        else:
-            pool = torch.arange(n, device=self.device).expand(H, n)
+        if pool is None:
+            pool = (scores.topk(shortlist, dim=-1).indices if n > shortlist
+                    else torch.arange(n, device=self.device).expand(H, n))
+        tm = exact_token_mass(*self.exact_inputs(layer, q, positions, pool)).view(H, -1, B)
+        # per candidate in document order, so neighbours can share their edges
+        full = torch.zeros(H, n, B, dtype=tm.dtype, device=self.device)
+        full.scatter_(1, pool[..., None].expand(-1, -1, B), tm)
+        mass = spill_to_neighbours(full.view(H, -1), B, min(self.config.spill_tokens, B),
+                                   self._adjacent)
+        return torch.full_like(scores, float("-inf")).scatter(1, pool, mass.gather(1, pool))
+
+    def exact_inputs(self, layer: int, q: Tensor, positions: Tensor, pool: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Queries, keys [H, m*B, D], validity, sink keys and sink validity for
+        exact scores of the candidates `pool` [H, m]: rotated as dense
+        attention would while blocks keep their positions, else unrotated."""
+        H, B, D = self.cfg.n_kv_heads, self.block, self.cfg.head_dim
         keys, _, valid = self._gather(layer, pool, values=False)
         if self.plan.original:
             # dense attention's own geometry over the candidates
@@ -360,13 +312,7 @@ class SparseAttention:
                                               torch.arange(S).repeat(H), values=False)
             sink_k = sink_k.view(H, S * B, D)
             sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
-        tm = exact_token_mass(q, keys, valid, sink_k, sink_valid).view(H, -1, B)
-        # per candidate in document order, so neighbours can share their edges
-        full = torch.zeros(H, n, B, dtype=tm.dtype, device=self.device)
-        full.scatter_(1, pool[..., None].expand(-1, -1, B), tm)
-        mass = spill_to_neighbours(full.view(H, -1), B, min(self.config.spill_tokens, B),
-                                   self._adjacent)
-        return torch.full_like(scores, float("-inf")).scatter(1, pool, mass.gather(1, pool))
+        return q, keys, valid, sink_k, sink_valid
 
     def _rotate(self, keys: Tensor, sel: Tensor) -> Tensor:
         """Rotate gathered keys [H, k*B, D] of candidates `sel` [H, k] at their

@@ -6,7 +6,7 @@ per slot, rotating, and a float32 matmul: four passes over 2-4x the pool's
 bytes per layer. These two kernels read each pooled block once, in its
 stored dtype: `pool_logits` rotates the keys at their slots' positions
 (rows of a cos/sin table from each slot's first position on: the
-candidate's own position, or the reassigned slot of attention.py's
+candidate's own position, or the reassigned slot of positions.py's
 PositionPlan) and writes the masked logits; after the softmax (done with the
 sinks and local window), `pool_values` adds probabilities x values into the
 output. On a CPU both fall back to the same arithmetic in torch.

@@ -13,7 +13,7 @@ moves. This step does the same arithmetic with every shape fixed once:
   first, top-k: SparseAttention.select's rule), and a block pool
   (block_pool.py) keeps them on the device, fetching only newly selected
   blocks from pinned host memory;
-- pooled keys are rotated where attention.py's PositionPlan puts them (the
+- pooled keys are rotated where positions.py's PositionPlan puts them (the
   candidate's own position while everything fits the window, else slot
   rank i in document order at S + i*B) by the kernels of
   pool_attention.py, sinks and the local window as there, and attended

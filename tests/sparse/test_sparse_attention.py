@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.sparse.attention import EVERYTHING, SparseConfig, plan_positions
+from engine.sparse.attention import EVERYTHING, SparseConfig
+from engine.sparse.positions import plan_positions
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig
 from engine.sparse.model import DenseAttention, from_transformers
