@@ -11,6 +11,10 @@ Modes:
   baseline  top-k dense chunks in a fixed budget, no pruning, citations are
             the model's own [n] markers (what common local RAG apps do)
   -<step>   (with --ablate) folio without that selection step
+  sparse    (with --sparse-model) folio's selection answered by the sparse
+            engine over cached document KV instead of llama.cpp: the
+            selector's candidates (`--sparse-context` tokens) are attended
+            sparsely, the citation step is folio's
 
 Metrics follow the set's README: retrieval hit (gold page / lines inside the
 selected context; code: the selected lines cover the gold lines), answer
@@ -153,7 +157,8 @@ def gold_in_segment(item: dict, segment) -> bool:
 def score_item(item: dict, result, doc_id: int) -> dict:
     unanswerable = item["answer"] == "UNANSWERABLE"
     row = {"id": item["id"], "type": item["type"], "doc": item["doc"],
-           "declined": result.declined, "answer": result.text,
+           "declined": result.declined, "answer": result.text, "raw_answer": result.raw_text,
+           "budget": result.budget,
            "ttft_s": result.ttft_s, "total_s": result.total_s,
            "context_tokens": result.context_tokens, "prompt_tokens": result.prompt_tokens,
            "sources": len(result.sources)}
@@ -352,6 +357,11 @@ def main() -> None:
     parser.add_argument("--modes", default="folio,baseline")
     parser.add_argument("--ablate", action="store_true", help="Also run folio without each step.")
     parser.add_argument("--context", type=int, help="Fixed source budget for every mode.")
+    parser.add_argument("--sparse-model", type=Path,
+                        help="Also answer with the sparse engine (a GGUF or HF folder): mode "
+                             "'sparse', side by side with the others.")
+    parser.add_argument("--sparse-context", type=int, default=4096,
+                        help="Candidate tokens the sparse engine reads per question.")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
@@ -381,6 +391,16 @@ def main() -> None:
     if args.ablate:
         modes += [f"-{step.name}" for step in default_pipeline().steps]
     answerers = {mode: build(settings, db, backend, mode, args.context) for mode in modes}
+    if args.sparse_model:
+        from engine.backends import BackendConfig, load_backend
+        from engine.backends.sparse import SparseOptions
+
+        sparse = load_backend(args.sparse_model, settings.models_dir, kind="sparse",
+                              config=BackendConfig(device=settings.device),
+                              sparse=SparseOptions(kv_root=settings.kv_dir,
+                                                   mode=settings.sparse_mode))
+        answerers["sparse"] = build(settings, db, sparse, "folio", args.sparse_context)
+        modes.append("sparse")
     rows: dict[str, list[dict]] = {mode: [] for mode in modes}
     for item in items:
         doc_id = doc_ids[item["doc"]]

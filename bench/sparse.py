@@ -91,15 +91,26 @@ def main() -> None:
                     help="largest synthetic context for the transformers dense baseline")
     ap.add_argument("--decode-tokens", type=int, default=8)
     ap.add_argument("--llama-max", type=int, default=32768,
-                    help="longest synthetic context llama.cpp prefills for its decode row")
+                    help="longest synthetic context llama.cpp prefills for its decode row; "
+                    "longer ones get one piece prefilled and copied (bench/llama_decode.py)")
+    ap.add_argument("--llama-piece", type=int, default=8192,
+                    help="tokens of the piece llama.cpp prefills and copies past --llama-max")
+    ap.add_argument("--llama-check", action="store_true",
+                    help="at contexts llama.cpp prefills, also fill them by copying: the "
+                    "two decode speeds should agree")
     ap.add_argument("--random-configs", default="",
                     help=f"time random-weight models instead: {','.join(RANDOM_CONFIGS)}")
     ap.add_argument("--static", action="store_true",
                     help="time the graph-captured static decode step (CUDA, random configs)")
     ap.add_argument("--static-modes", type=lambda s: s.split(","), default=["graph", "compile"],
-                    help="graph: eager kernels in a CUDA graph; compile: torch.compile + graph")
+                    help="graph: eager kernels in a CUDA graph; compile: torch.compile + graph; "
+                    "a -serial suffix fetches blocks on the same stream, -overlap on a side stream "
+                    "(default: overlapped when the selection can move)")
     ap.add_argument("--static-placements", type=lambda s: s.split(","), default=["pinned"],
                     help="where the stored K/V lives for the static step: pinned, device")
+    ap.add_argument("--pin-fraction", type=float,
+                    help="with --static: share of each head's blocks kept from the question's "
+                    "pick while decoding (default: the engine's, 1.0)")
     ap.add_argument("--existing", action=argparse.BooleanOptionalAction, default=True,
                     help="with --static: also time the existing sparse decode path")
     ap.add_argument("--kv-dir", default=None, help="where temporary KV caches go")

@@ -100,7 +100,16 @@ def _device_ops(fn) -> dict:
         return {"ops": -1}
 
 
-def _check_equal(model, kvc, budget: int, prompt: list[int], steps: int,
+def _sparse_config(args, budget: int) -> SparseConfig:
+    """The engine's defaults, but for --pin-fraction (below 1 the decode
+    re-selects part of each head's blocks every token: blocks move)."""
+    sc = SparseConfig(budget_tokens=budget)
+    if getattr(args, "pin_fraction", None) is not None:
+        sc.pin_fraction = args.pin_fraction
+    return sc
+
+
+def _check_equal(model, kvc, sc: SparseConfig, prompt: list[int], steps: int,
                  config: StaticConfig) -> tuple[float, float, dict]:
     """Max |logit difference| and the share of identical (layer, step)
     selections, static step vs SparseAttention, feeding the same tokens;
@@ -108,7 +117,6 @@ def _check_equal(model, kvc, budget: int, prompt: list[int], steps: int,
     replays them from one graph)."""
     feed = [int(t) for t in torch.randint(0, model.cfg.vocab_size, (steps,),
                                           generator=torch.Generator().manual_seed(1))]
-    sc = SparseConfig(budget_tokens=budget)
     ref = SparseAttention(model.cfg, [kvc], sc, local_max=len(prompt) + steps + 1)
     att = SparseAttention(model.cfg, [kvc], sc, local_max=len(prompt) + steps + 1)
     ids = torch.tensor(prompt, device=model.device)
@@ -137,15 +145,17 @@ def _check_equal(model, kvc, budget: int, prompt: list[int], steps: int,
 def _static_rows(args, model, name, kvc, lay, budget, prompt, bw, link, weights, mode,
                  placement, rows) -> None:
     cfg = model.cfg
-    config = StaticConfig(graph=True, compile=mode == "compile")
+    config = StaticConfig(graph=True, compile=mode.startswith("compile"),
+                          overlap=False if mode.endswith("-serial") else
+                          True if mode.endswith("-overlap") else None)
     t0 = time.perf_counter()
-    diff, agree, ops = _check_equal(model, kvc, budget, prompt, 4, config)
+    sc = _sparse_config(args, budget)
+    diff, agree, ops = _check_equal(model, kvc, sc, prompt, 4, config)
     check_s = time.perf_counter() - t0
     n = args.decode_tokens * 2
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
-    attn = SparseAttention(cfg, [kvc], SparseConfig(budget_tokens=budget),
-                           local_max=len(prompt) + 2 * n + 1)
+    attn = SparseAttention(cfg, [kvc], sc, local_max=len(prompt) + 2 * n + 1)
     with torch.no_grad():
         logits = model(torch.tensor(prompt, device=model.device), attn, last_only=True)
     attn.record = True

@@ -30,13 +30,22 @@ Embed = Callable[[list[str]], np.ndarray]
 BoxRefiner = Callable[[SegmentRecord, int, int], "list[list[float]] | None"]
 
 DECLINE_TEXT = "I could not find this in the documents."
-_DECLINE = re.compile(
+# Phrases a model uses to give up. The strong ones always are a decline;
+# the weak ones only when their sentence is about the sources or the model
+# itself: "if a key is not found in fieldnames, it raises ValueError"
+# explains code, it does not give up.
+_DECLINE_STRONG = re.compile(
+    r"\b(?:(?:is|are) not (?:mentioned|specified|stated|discussed|covered)|"
+    r"no (?:information|mention|details?)|cannot (?:find|answer|be determined)|"
+    r"can't (?:find|answer)|could not find|couldn't find|unable to (?:find|answer|determine)|"
+    r"not (?:enough|sufficient) information|i don't know|i do not know)\b", re.I)
+_DECLINE_WEAK = re.compile(
     r"\b(?:(?:do|does|did)(?: not|n't) (?:contain|mention|say|provide|specify|include|state|"
-    r"discuss|describe|cover|have)|(?:is|are) not (?:mentioned|provided|specified|stated|"
-    r"given|included|found|available|discussed|covered)|no (?:information|mention|details?)|"
-    r"cannot (?:find|answer|determine|be determined)|can't (?:find|answer|determine)|"
-    r"could not find|couldn't find|unable to (?:find|answer|determine)|not (?:enough|sufficient) "
-    r"information|i don't know|i do not know)\b", re.I)
+    r"discuss|describe|cover|have)|(?:is|are) not (?:provided|given|included|found|available)|"
+    r"cannot determine|can't determine)\b", re.I)
+_ABOUT_SOURCES = re.compile(
+    r"\b(?:sources?|documents?|context|text|excerpts?|passages?|information|manual|paper)\b|"
+    r"^\W*(?:i|we)\b", re.I)
 
 
 @dataclass
@@ -46,6 +55,7 @@ class CiteConfig:
     max_per_sentence: int = 2
     min_terms: int = 2              # shorter sentences ("Yes.") need no support of their own
     attended: int = 2               # most-attended sources tried first for unmarked sentences
+    novel_weight: float = 2.0       # a claim's terms the question lacks weigh this much more
 
 
 @dataclass
@@ -80,7 +90,12 @@ class _Span:
 
 def looks_declined(text: str) -> bool:
     """The model said the sources do not hold the answer."""
-    return bool(_DECLINE.search(text))
+    for a, b in answer_sentences(text) or [(0, len(text))]:
+        sentence = text[a:b]
+        if _DECLINE_STRONG.search(sentence) or (
+                _DECLINE_WEAK.search(sentence) and _ABOUT_SOURCES.search(sentence)):
+            return True
+    return False
 
 
 def _source_spans(source: Source) -> list[_Span]:
@@ -104,12 +119,18 @@ def _source_spans(source: Source) -> list[_Span]:
     return spans
 
 
-def _lexical(sentence_terms: list[str], span_terms: frozenset[str]) -> float:
-    """Weighted recall of the sentence's terms in the span; numbers count
-    double because a wrong number is the costliest unsupported claim."""
+def _lexical(sentence_terms: list[str], span_terms: frozenset[str],
+             given: frozenset[str] = frozenset(), novel_weight: float = 1.0) -> float:
+    """Weighted recall of the sentence's terms in the span. Numbers count
+    double (a wrong number is the costliest unsupported claim), and so do
+    terms the question did not already hold: "ratio() returns 1.0 when both
+    are empty" restates the question but for "1.0", and the span that
+    supports it is the one holding 1.0, not a docstring that repeats the
+    question's words."""
     if not sentence_terms:
         return 0.0
-    weights = [2.0 if is_number(t) else 1.0 for t in sentence_terms]
+    weights = [(2.0 if is_number(t) else 1.0) * (1.0 if t in given else novel_weight)
+               for t in sentence_terms]
     hit = sum(w for t, w in zip(sentence_terms, weights) if t in span_terms)
     return hit / sum(weights)
 
@@ -169,9 +190,12 @@ class Citer:
         self.embed = embed
         self.refine = refine
 
-    def _scores(self, claims: list[str], spans: list[_Span]) -> np.ndarray:
+    def _scores(self, claims: list[str], spans: list[_Span], question: str = "") -> np.ndarray:
         """[claims x spans] support scores."""
-        lexical = np.array([[_lexical(terms(c), s.terms) for s in spans] for c in claims])
+        given = frozenset(terms(question))
+        weight = self.config.novel_weight if given else 1.0
+        lexical = np.array([[_lexical(terms(c), s.terms, given, weight) for s in spans]
+                            for c in claims])
         if self.embed is None or not spans:
             return lexical
         vectors = self.embed(claims + [s.text for s in spans])
@@ -180,8 +204,9 @@ class Citer:
         return w * lexical + (1 - w) * cosine
 
     def cite(self, answer: str, sources: list[Source],
-             attention: dict[int, float] | None = None) -> CitedAnswer:
-        """`attention` (label -> attention mass the answer gave the source,
+             attention: dict[int, float] | None = None, question: str = "") -> CitedAnswer:
+        """`question`: the claim's terms it lacks are what a span must hold.
+        `attention` (label -> attention mass the answer gave the source,
         from the sparse engine): a sentence without `[n]` markers is matched
         first against the sources the model attended to most, as if it had
         cited them, before falling back to every source."""
@@ -198,7 +223,7 @@ class Citer:
                                True, reason)
         spans = [span for source in sources for span in _source_spans(source)]
         claims = [strip_markers(s.text) for s in sentences]
-        scores = self._scores(claims, spans) if spans and claims else np.zeros((len(claims), 0))
+        scores = self._scores(claims, spans, question) if spans and claims else np.zeros((len(claims), 0))
         by_label = {source.label: source for source in sources}
         citations: list[CitationRecord] = []
         for index, (sentence, claim) in enumerate(zip(sentences, claims)):
@@ -249,7 +274,7 @@ class MarkerCiter(Citer):
     cite each marked source whole. The QA evaluation's baseline."""
 
     def cite(self, answer: str, sources: list[Source],
-             attention: dict[int, float] | None = None) -> CitedAnswer:
+             attention: dict[int, float] | None = None, question: str = "") -> CitedAnswer:
         ranges = answer_sentences(answer)
         sentences = [SentenceSupport(a, b, answer[a:b], cited_labels(answer[a:b]), 0.0, True)
                      for a, b in ranges]

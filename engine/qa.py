@@ -392,7 +392,7 @@ class Answerer:
         raw = "".join(pieces).strip()
         yield Stage("citing")
         attention = self.attention_by_label(selection)
-        cited: CitedAnswer = self.citer.cite(raw, selection.sources, attention)
+        cited: CitedAnswer = self.citer.cite(raw, selection.sources, attention, question)
         if not selection.sources and selection.dropped:
             cited.reason = (f"no passage fits the context budget of {budget} tokens "
                             f"({len(selection.dropped)} found); allow more context tokens")

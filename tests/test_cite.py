@@ -97,6 +97,29 @@ def test_model_decline_cites_nothing():
     assert cited.declined and cited.citations == []
 
 
+@pytest.mark.parametrize("answer", [
+    "The documents do not contain this.",
+    "I could not find the licence in the sources.",
+    "The sources do not specify the maximum number of pages.",
+    "The provided text does not mention a licence [1].",
+    "There is no information about Anderson-Darling tests.",
+    "Sorry. I don't know.",
+])
+def test_model_declines_are_recognised(answer):
+    assert looks_declined(answer)
+
+
+@pytest.mark.parametrize("answer", [
+    # the dev set's dev-28: an explanation of code, wrongly taken for a decline
+    "csv.DictWriter raises a ValueError. If a key is not found in the fieldnames list, "
+    "the DictWriter will raise a ValueError.",
+    "The decoder does not contain a recursion limit check.",
+    "It returns None when the name is not given.",
+])
+def test_negations_about_the_subject_are_not_declines(answer):
+    assert not looks_declined(answer)
+
+
 def test_pruned_source_maps_back_to_segment_offsets():
     segment = prose_segment()
     start = PROSE.index("Cooling")
@@ -134,3 +157,26 @@ def test_interpolated_boxes_cover_only_the_span():
     boxes = interpolated_boxes(segment, 100 + 4, 100 + 11)    # "reactor" on line 1
     [box] = boxes
     assert 50 < box[0] < box[2] < 550 and box[2] - box[0] < 150
+
+
+RATIO_CODE = ("class SequenceMatcher:\n"
+              "    \"\"\"Compare pairs of sequences; ratio() measures how similar\n"
+              "    the sequences are, from 0 when both sequences differ entirely.\"\"\"\n"
+              "def _calculate_ratio(matches, length):\n"
+              "    if length:\n"
+              "        return 2.0 * matches / length\n"
+              "    return 1.0\n")
+
+
+def test_terms_the_question_already_holds_do_not_decide_the_span():
+    # the dev set's dev-23: the answer restates the question and adds "1.0";
+    # the docstring shares the question's words, the code line holds the claim
+    segment = SegmentRecord(3, 9, 1, "code-function", RATIO_CODE, None, 0, len(RATIO_CODE),
+                            30, 36, [], [], "_calculate_ratio", 60, "difflib.py", "/c/difflib.py")
+    question = "What does SequenceMatcher.ratio() return when both sequences are empty?"
+    answer = "When both sequences are empty, SequenceMatcher.ratio() returns 1.0."
+    blind = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(segment, 1)])
+    told = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(segment, 1)], question=question)
+    assert blind.citations[0].line_start in (30, 31, 32)        # the docstring
+    assert "return 1.0" in told.citations[0].quote
+    assert told.citations[0].line_end == 36

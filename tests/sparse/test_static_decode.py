@@ -11,7 +11,7 @@ from engine.sparse.block_pool import empty_resident, fetch_blocks, refill, slot_
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig, open_cache
 from engine.sparse.model import DenseAttention, from_transformers
-from engine.sparse.static_decode import StaticConfig, StaticDecoder, greedy
+from engine.sparse.static_decode import StaticConfig, StaticDecoder, _merge, _near, greedy
 
 from sparse_support import tiny_hf
 
@@ -164,6 +164,58 @@ def test_refill_keeps_resident_blocks_and_fetches_the_rest():
             assert int(fetch.sum()) == H                          # only the swapped blocks
 
 
+def test_blocks_move_only_when_the_question_does_not_pin_them_all(tmp_path):
+    """The fetch is overlapped (by default) only when decoding can select
+    blocks the question did not: with filter's full pin nothing moves."""
+    model = from_transformers(tiny_hf("llama", seed=4))
+    cache = _cache(model, tmp_path, _rand(300, 27))
+    for scoring, moves in (("filter", False), ("hybrid", True)):
+        attn, _ = _attention(model, cache, 32, _rand(7, 28), 4, scoring=scoring)
+        dec = StaticDecoder(model, attn, StaticConfig(graph=False))
+        assert dec.moves is moves
+        assert dec._side is None                      # a CPU has no streams to overlap
+    attn, _ = _attention(model, cache, EVERYTHING, _rand(7, 28), 4, scoring="hybrid")
+    assert StaticDecoder(model, attn, StaticConfig(graph=False)).moves is False
+
+
+@pytest.mark.parametrize("pool_valid", [2, 0])
+def test_near_and_pool_merged_by_log_sum_exp_equal_one_softmax(pool_valid):
+    """The overlapped step attends to sinks + local window first and to the
+    fetched pool after; merging the two by log-sum-exp is one softmax over
+    all of them (and a pool with no valid slot contributes nothing)."""
+    g = torch.Generator().manual_seed(3)
+    H, G, D, S, L, k, B = 2, 3, 8, 4, 6, 3, 4
+    q = torch.randn(H, G, D, generator=g)
+    sink_k, sink_v = torch.randn(H, S, D, generator=g), torch.randn(H, S, D, generator=g)
+    local_k, local_v = torch.randn(H, L, D, generator=g), torch.randn(H, L, D, generator=g)
+    pool_k, pool_v = torch.randn(H, k * B, D, generator=g), torch.randn(H, k * B, D, generator=g)
+    sink_mask = torch.tensor([True, True, True, False]).expand(H, 1, S)
+    local_mask = (torch.arange(L) < 4)[None, None, :]
+    slot_valid = torch.full((H, k), B)
+    slot_valid[:, pool_valid:] = 0                      # slots past pool_valid are empty
+    offsets = torch.arange(B)
+    pool_mask = (offsets < slot_valid[..., None]).view(H, 1, k * B)
+    pool_logits = (q @ pool_k.transpose(1, 2)).masked_fill(~pool_mask, float("-inf"))
+    out_near, probs_near, lse_near = _near(q, sink_k, sink_v, sink_mask, local_k, local_v,
+                                           local_mask)
+    slot_tok = torch.arange(k)[None, :].expand(H, k) * 100
+    out, p_pool, sink_mass, tok, pool_mass = _merge(out_near, probs_near, lse_near, S,
+                                                    pool_logits, slot_valid, slot_tok, offsets, 999)
+    out = out + p_pool @ pool_v
+    logits = torch.cat([(q @ sink_k.transpose(1, 2)).masked_fill(~sink_mask, float("-inf")),
+                        pool_logits,
+                        (q @ local_k.transpose(1, 2)).masked_fill(~local_mask, float("-inf"))], -1)
+    p = torch.softmax(logits, -1)
+    want = p @ torch.cat([sink_v, pool_v, local_v], 1)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(p_pool, p[..., S:S + k * B])
+    torch.testing.assert_close(sink_mass, p[..., :S].sum(dim=(0, 1)).double())
+    torch.testing.assert_close(pool_mass.sum(), p[..., S:S + k * B].sum().double())
+    assert (tok == 999).sum() == H * (k - pool_valid) * B
+    if not pool_valid:
+        assert float(p_pool.abs().sum()) == 0.0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_equals_eager_and_the_engine_from_pinned_memory(tmp_path):
     model = from_transformers(tiny_hf("llama", seed=4), device="cuda")
@@ -174,13 +226,16 @@ def test_cuda_graph_equals_eager_and_the_engine_from_pinned_memory(tmp_path):
     cache = open_cache(engine.prefill_document(doc).path, device="cuda", placement="pinned")
     fed, ref_logits, _, _ = _reference(model, cache, 32, prompt, 6, feed=_rand(6, 30))
     runs = []
-    for graph in (False, True):
+    # eager serial, graph serial, graph with the fetch overlapped on a side stream
+    for graph, overlap in ((False, False), (True, False), (True, True)):
         attn, logits = _attention(model, cache, 32, prompt, 6)
-        dec = StaticDecoder(model, attn, StaticConfig(graph=graph))
+        dec = StaticDecoder(model, attn, StaticConfig(graph=graph, overlap=overlap))
+        assert (dec._side is not None) == overlap
         dec.capture()
         runs.append(torch.stack([dec.step(t).clone() for t in fed]))
     torch.testing.assert_close(runs[0], runs[1], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(runs[1], torch.stack(ref_logits), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(runs[1], runs[2], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(runs[2], torch.stack(ref_logits), atol=1e-4, rtol=1e-4)
     # pipelined greedy (read back one step behind) = the engine's greedy answer
     attn, logits = _attention(model, cache, 32, prompt, 7)
     first = token = int(logits[-1].argmax())

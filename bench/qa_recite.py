@@ -1,0 +1,90 @@
+"""Cite stored answers again: the citation step alone, on a finished run.
+
+    python bench/qa_recite.py bench/out/qa_eval.json --home /tmp/qa_home
+
+Generating the dev set's answers takes a quarter of an hour on 2 cores;
+aligning them with their sources takes seconds. This reads the folio rows
+of a `qa_eval.py` run, selects each item's context again exactly as `ask`
+does at the budget that run used (the tokenizer alone is loaded, as in
+`--retrieval-only`), cites the stored raw answer with the current `Citer`,
+and scores answer and citation accuracy as `qa_eval.py` does, beside the
+stored scores. So a change to citing is measured on the same answers, not
+on new ones the model happens to phrase differently. Runs before the
+`raw_answer`/`budget` fields existed fall back to the shown answer and the
+context size used (a declined answer cannot be re-cited: its text is gone).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+from qa_eval import (SHARED, build, ingest_all, load_items, load_token_counter, score_item,
+                     summarize)
+
+
+def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
+    from engine.cite import DECLINE_TEXT
+    from engine.qa import clean_question, source_usage
+
+    raw = stored.get("raw_answer", stored["answer"])
+    budget = stored.get("budget") or stored["context_tokens"]
+    question = clean_question(item["question"], answerer.config.max_question_chars)
+    selection = answerer.select(question, question, [doc_id], budget)
+    cited = answerer.citer.cite(raw if raw != DECLINE_TEXT else "", selection.sources,
+                                question=question)
+    result = SimpleNamespace(
+        declined=cited.declined, text=cited.text, raw_text=raw, budget=budget,
+        ttft_s=stored["ttft_s"], total_s=stored["total_s"],
+        context_tokens=selection.used_tokens, prompt_tokens=stored["prompt_tokens"],
+        sources=[source_usage(s) for s in selection.sources], citations=cited.citations)
+    row = score_item(item, result, doc_id)
+    row["quotes"] = [f"p{c.page}" if c.page else f"{c.line_start}-{c.line_end}"
+                     for c in cited.citations]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a qa_eval.py output JSON")
+    parser.add_argument("--set", type=Path, default=SHARED / "eval" / "dev.jsonl")
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--home", type=Path, help="Data dir to reuse (default: a temp dir).")
+    parser.add_argument("--model", type=Path, help="GGUF whose tokenizer counts the budget.")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "qa_recite.json")
+    args = parser.parse_args()
+
+    from app.settings import Settings
+    from storage import open_db
+
+    stored = {r["id"]: r for r in json.loads(args.run.read_text())["rows"]["folio"]}
+    items = [i for i in load_items(args.set, None, None) if i["id"] in stored]
+    home = args.home or Path(tempfile.mkdtemp(prefix="folio-qa-"))
+    settings = Settings.load(home)
+    db = open_db(settings.db_path)
+    doc_ids = ingest_all(settings, db, args.shared, sorted({i["doc"] for i in items}))
+    answerer = build(settings, db, load_token_counter(settings, args.model), "folio", None)
+    rows = []
+    for item in items:
+        old = stored[item["id"]]
+        row = recite_row(answerer, item, old, doc_ids[item["doc"]])
+        rows.append(row)
+        changed = "" if (row["citation_ok"], row["answer_ok"]) == \
+            (old["citation_ok"], old["answer_ok"]) else "  CHANGED"
+        print(f"{item['id']} {item['type']:<12} cite {old['citation_ok']} -> {row['citation_ok']}"
+              f"  answer {old['answer_ok']} -> {row['answer_ok']}  {row['quotes']}{changed}",
+              flush=True)
+    before = summarize(list(stored.values()))
+    after = summarize(rows)
+    for key in ("answer_accuracy", "citation_accuracy", "declined_unanswerable"):
+        print(f"{key}: {before[key]} -> {after[key]}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"run": str(args.run), "before": before, "after": after,
+                                    "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
