@@ -65,7 +65,9 @@ def llama_decode(gguf: Path, n: int, *, pieces: int = 1, decode_tokens: int = 8,
         if n % pieces:
             raise ValueError(f"{n} tokens do not split into {pieces} equal pieces")
         per = n // pieces
-        ids = torch.randint(1000, 100000, (per,), generator=torch.Generator().manual_seed(n)).tolist()
+        vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+        ids = torch.randint(vocab // 4, vocab // 2, (per,),
+                            generator=torch.Generator().manual_seed(n)).tolist()
         t0 = time.perf_counter()
         for start in range(0, per, batch):
             _decode(L, ctx, b, ids[start:start + batch], start, 0)
@@ -87,7 +89,7 @@ def llama_decode(gguf: Path, n: int, *, pieces: int = 1, decode_tokens: int = 8,
         steps = []
         for i in range(decode_tokens + 1):
             t0 = time.perf_counter()
-            _decode(L, ctx, b, [1000 + i], n + i, 0)
+            _decode(L, ctx, b, [vocab // 4 + i], n + i, 0)
             L.llama_get_logits_ith(ctx, -1)
             if i:                           # the first step is the warm-up
                 steps.append(1000 * (time.perf_counter() - t0))

@@ -63,18 +63,11 @@ def loose(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def alnum(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^0-9a-z]+", " ", loose(text))).strip()
-
-
 def contains(haystack: str, needle: str) -> bool:
-    """The set's containment rule (README: NFKC, casefold, ASCII quotes)."""
-    if not needle.strip():
-        return False
-    if loose(needle) in loose(haystack):
-        return True
-    a = alnum(needle)
-    return bool(a) and f" {a} " in f" {alnum(haystack)} "
+    """The set's containment rule, exactly (README: NFKC, casefold, ASCII
+    quotes and dashes, collapsed whitespace; punctuation is kept, so the
+    alias "~/.dynare" is not found in an answer that merely says "DYNARE")."""
+    return bool(needle.strip()) and loose(needle) in loose(haystack)
 
 
 def load_items(path: Path, limit: int | None, ids: list[str] | None) -> list[dict]:

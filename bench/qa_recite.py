@@ -12,6 +12,8 @@ stored scores. So a change to citing is measured on the same answers, not
 on new ones the model happens to phrase differently. Runs before the
 `raw_answer`/`budget` fields existed fall back to the shown answer and the
 context size used (a declined answer cannot be re-cited: its text is gone).
+The run's other modes (baseline, sparse) are not cited again, only their
+answers scored again with `qa_eval.contains` as it is now.
 """
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from qa_eval import (SHARED, build, ingest_all, load_items, load_token_counter, score_item,
-                     summarize)
+from qa_eval import (SHARED, build, contains, ingest_all, load_items, load_token_counter,
+                     score_item, summarize)
 
 
 def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
@@ -46,6 +48,15 @@ def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
     return row
 
 
+def rescore_answer(item: dict, row: dict) -> dict:
+    """A stored row with answer accuracy recomputed by today's rule."""
+    if item["answer"] == "UNANSWERABLE":
+        return dict(row)
+    raw = row.get("raw_answer", row["answer"])
+    answers = [item["answer"], *item.get("answer_aliases", [])]
+    return {**row, "answer_ok": (not row["declined"]) and any(contains(raw, a) for a in answers)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a qa_eval.py output JSON")
@@ -59,7 +70,8 @@ def main() -> None:
     from app.settings import Settings
     from storage import open_db
 
-    stored = {r["id"]: r for r in json.loads(args.run.read_text())["rows"]["folio"]}
+    run = json.loads(args.run.read_text())["rows"]
+    stored = {r["id"]: r for r in run["folio"]}
     items = [i for i in load_items(args.set, None, None) if i["id"] in stored]
     home = args.home or Path(tempfile.mkdtemp(prefix="folio-qa-"))
     settings = Settings.load(home)
@@ -80,9 +92,20 @@ def main() -> None:
     after = summarize(rows)
     for key in ("answer_accuracy", "citation_accuracy", "declined_unanswerable"):
         print(f"{key}: {before[key]} -> {after[key]}")
+    by_id = {i["id"]: i for i in load_items(args.set, None, None)}
+    others = {mode: [rescore_answer(by_id[r["id"]], r) for r in mode_rows]
+              for mode, mode_rows in run.items() if mode != "folio"}
+    summaries = {"folio": after, **{mode: summarize(r) for mode, r in others.items()}}
+    keys = ["retrieval_hit", "answer_accuracy", "citation_accuracy", "declined_unanswerable",
+            "median_ttft_s", "median_total_s", "mean_context_tokens"]
+    print("\n| mode | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for mode, summary in summaries.items():
+        print(f"| {mode} | " + " | ".join(str(summary[k]) for k in keys) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"run": str(args.run), "before": before, "after": after,
-                                    "rows": rows}, indent=2))
+                                    "summary": summaries, "rows": {"folio": rows, **others}},
+                                   indent=2))
     print(f"wrote {args.out}")
 
 

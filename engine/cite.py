@@ -88,6 +88,21 @@ class _Span:
     terms: frozenset[str]
 
 
+# A sentence that only restates the question still answers it when it takes
+# a side: "Yes, X supports Y" or "X does not support Y".
+_POLARITY = re.compile(r"\b(?:yes|no|not|never|none|nothing|cannot|can't|doesn't|don't|"
+                       r"isn't|aren't|won't|didn't|wasn't|weren't)\b", re.I)
+
+
+def restates(claim: str, question_terms: frozenset[str]) -> bool:
+    """The claim adds no term to the question and takes no side: "The
+    configuration file should live on a Unix machine" for "Where should the
+    configuration file live on a Unix machine?" asserts nothing, however well
+    the sources match its words."""
+    return bool(question_terms) and not _POLARITY.search(claim) \
+        and set(terms(claim)) <= question_terms
+
+
 def looks_declined(text: str) -> bool:
     """The model said the sources do not hold the answer."""
     for a, b in answer_sentences(text) or [(0, len(text))]:
@@ -226,9 +241,14 @@ class Citer:
         scores = self._scores(claims, spans, question) if spans and claims else np.zeros((len(claims), 0))
         by_label = {source.label: source for source in sources}
         citations: list[CitationRecord] = []
+        asked = frozenset(terms(question))
+        empty = 0
         for index, (sentence, claim) in enumerate(zip(sentences, claims)):
             if len(terms(claim)) < config.min_terms or not spans:
                 sentence.supported = bool(spans)   # too short to carry a claim of its own
+                continue
+            if restates(claim, asked):
+                empty += 1
                 continue
             row = scores[index]
             hinted = sentence.labels or attended
@@ -247,6 +267,9 @@ class Citer:
                     sentence.citations.append(record)
                     citations.append(record)
         if not any(s.supported and s.citations for s in sentences):
+            if empty and empty == sum(len(terms(c)) >= config.min_terms for c in claims):
+                return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True,
+                                   "the answer only restates the question")
             return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True,
                                "no sentence of the answer is supported by the sources")
         return CitedAnswer(answer, answer, sentences, citations, False)

@@ -96,3 +96,13 @@ def test_the_tokenizer_alone_counts_like_the_loaded_model():
             counter.stream(messages, max_tokens=4)
     finally:
         full.close()
+
+
+def test_answer_containment_follows_the_sets_rule():
+    q = qa_eval()
+    assert q.contains("It lives in $HOME/.dynare under Unix.", "$HOME/.dynare")
+    assert q.contains("Released in \u201cAugust 2010\u201d", '"august  2010"')
+    assert q.contains("GPL\u20112 or later", "GPL-2 or later")       # dashes made ASCII
+    # punctuation is part of the answer: "DYNARE" alone is not "~/.dynare"
+    assert not q.contains("The Parallel DYNARE configuration file lives on Unix.", "~/.dynare")
+    assert not q.contains("anything", "  ")

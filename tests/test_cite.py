@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.cite import DECLINE_TEXT, Citer, CiteConfig, interpolated_boxes, looks_declined
+from engine.cite import (DECLINE_TEXT, Citer, CiteConfig, interpolated_boxes, looks_declined,
+                         restates)
 from engine.select.base import Part, Source
 from engine.sentences import answer_sentences, cited_labels
-from engine.text import sentence_spans
+from engine.text import sentence_spans, terms
 from ingest.model import LineBox
 from storage import SegmentRecord
 
@@ -180,3 +181,20 @@ def test_terms_the_question_already_holds_do_not_decide_the_span():
     assert blind.citations[0].line_start in (30, 31, 32)        # the docstring
     assert "return 1.0" in told.citations[0].quote
     assert told.citations[0].line_end == 36
+
+
+def test_an_answer_that_restates_the_question_is_declined():
+    # the dev set's dev-05 and dev-11: every word of the answer is the question's
+    question = "Where does the reactor's cooling water enter the core?"
+    answer = "The reactor's cooling water enters the core."
+    cited = Citer().cite(answer, [whole(prose_segment(), 1)], question=question)
+    assert cited.declined and cited.citations == []
+    assert cited.reason == "the answer only restates the question"
+    # the same words taking a side, or adding a fact, are answers
+    assert not restates("No, cooling water does not enter the core.",
+                        frozenset(terms(question)))
+    added = Citer().cite("Cooling water enters the core at 270 degrees Celsius.",
+                         [whole(prose_segment(), 1)], question=question)
+    assert not added.declined and "270 degrees" in added.citations[0].quote
+    # without the question nothing counts as a restatement
+    assert not Citer().cite(answer, [whole(prose_segment(), 1)]).reason.startswith("the answer only")
