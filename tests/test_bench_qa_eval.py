@@ -106,3 +106,4 @@ def test_answer_containment_follows_the_sets_rule():
     # punctuation is part of the answer: "DYNARE" alone is not "~/.dynare"
     assert not q.contains("The Parallel DYNARE configuration file lives on Unix.", "~/.dynare")
     assert not q.contains("anything", "  ")
+    assert q.contains("the `ArgumentParser` constructor", "ArgumentParser constructor")
