@@ -357,6 +357,8 @@ def main() -> None:
                              "'sparse', side by side with the others.")
     parser.add_argument("--sparse-context", type=int, default=4096,
                         help="Candidate tokens the sparse engine reads per question.")
+    parser.add_argument("--sparse-weights", choices=["int8", "bfloat16", "float32"],
+                        help="The sparse engine's weights (default: int8 on a CPU, bf16 on CUDA).")
     parser.add_argument("--sparse-budget", type=lambda v: [int(x) for x in v.split(",")],
                         default=[2048],
                         help="Tokens the sparse engine attends per KV head (0: every block, "
@@ -401,7 +403,8 @@ def main() -> None:
                                   config=BackendConfig(device=settings.device),
                                   sparse=SparseOptions(kv_root=settings.kv_dir,
                                                        mode=settings.sparse_mode,
-                                                       budget_tokens=budget or EVERYTHING))
+                                                       budget_tokens=budget or EVERYTHING,
+                                                       weights=args.sparse_weights))
             mode = "sparse" if len(args.sparse_budget) == 1 else f"sparse-{budget or 'all'}"
             answerers[mode] = build(settings, db, sparse, "folio", args.sparse_context)
             modes.append(mode)
