@@ -72,7 +72,8 @@ def main() -> None:
 
     run = json.loads(args.run.read_text())["rows"]
     stored = {r["id"]: r for r in run["folio"]}
-    items = [i for i in load_items(args.set, None, None) if i["id"] in stored]
+    by_id = {i["id"]: i for i in load_items(args.set, None, None)}
+    items = [i for i in by_id.values() if i["id"] in stored]
     home = args.home or Path(tempfile.mkdtemp(prefix="folio-qa-"))
     settings = Settings.load(home)
     db = open_db(settings.db_path)
@@ -92,7 +93,6 @@ def main() -> None:
     after = summarize(rows)
     for key in ("answer_accuracy", "citation_accuracy", "declined_unanswerable"):
         print(f"{key}: {before[key]} -> {after[key]}")
-    by_id = {i["id"]: i for i in load_items(args.set, None, None)}
     others = {mode: [rescore_answer(by_id[r["id"]], r) for r in mode_rows]
               for mode, mode_rows in run.items() if mode != "folio"}
     summaries = {"folio": after, **{mode: summarize(r) for mode, r in others.items()}}

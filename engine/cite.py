@@ -205,9 +205,9 @@ class Citer:
         self.embed = embed
         self.refine = refine
 
-    def _scores(self, claims: list[str], spans: list[_Span], question: str = "") -> np.ndarray:
-        """[claims x spans] support scores."""
-        given = frozenset(terms(question))
+    def _scores(self, claims: list[str], spans: list[_Span],
+                given: frozenset[str] = frozenset()) -> np.ndarray:
+        """[claims x spans] support scores; `given`: the question's terms."""
         weight = self.config.novel_weight if given else 1.0
         lexical = np.array([[_lexical(terms(c), s.terms, given, weight) for s in spans]
                             for c in claims])
@@ -238,10 +238,11 @@ class Citer:
                                True, reason)
         spans = [span for source in sources for span in _source_spans(source)]
         claims = [strip_markers(s.text) for s in sentences]
-        scores = self._scores(claims, spans, question) if spans and claims else np.zeros((len(claims), 0))
+        asked = frozenset(terms(question))
+        scores = self._scores(claims, spans, asked) if spans and claims \
+            else np.zeros((len(claims), 0))
         by_label = {source.label: source for source in sources}
         citations: list[CitationRecord] = []
-        asked = frozenset(terms(question))
         empty = 0
         for index, (sentence, claim) in enumerate(zip(sentences, claims)):
             if len(terms(claim)) < config.min_terms or not spans:

@@ -28,6 +28,7 @@ tokens. Attribution mass lands in the same buffer `SparseAttention` uses, so
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -267,10 +268,7 @@ class StaticDecoder:
                         self._valid, self._tok, self.fetched)
             if self._side is not None:      # the host link works while the near part runs
                 self._side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(self._side):
-                    fetch_blocks(st.host_k, st.host_v, st.pool_k, st.pool_v, self._blocks,
-                                 self._fetch)
-            else:
+            with torch.cuda.stream(self._side) if self._side is not None else nullcontext():
                 fetch_blocks(st.host_k, st.host_v, st.pool_k, st.pool_v, self._blocks,
                              self._fetch)
         out_near, probs_near, lse_near = self._near(q_rot, st.sink_k, st.sink_v, st.sink_mask,
