@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig, question_forward
+from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig
+from engine.sparse.question_pick import question_forward
 from engine.sparse.generate import SparseEngine
 
 from sparse_common import Row, greedy_hf, print_row

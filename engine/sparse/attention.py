@@ -12,13 +12,13 @@ and every layer, per KV head:
    positions and attend exactly.
 
 The question's own forward scores the candidates exactly instead
-(`exact_scoring`): it runs once per question, and representatives alone
-kept too little of dense attention's mass to find needles. By default
-(`question_scoring="filter"`, after GemFilter) a first pass stops at a
-middle layer whose exact attention, summed over its heads, picks one set
-of blocks for every layer and head (`question_forward`); a block's score
-also counts the attention on its neighbours' nearest tokens, so a fact cut
-by a block edge comes whole. During decoding a share of each head's blocks
+(`exact_scoring`, `question_pick`): it runs once per question, and
+representatives alone kept too little of dense attention's mass to find
+needles. By default (`question_scoring="filter"`, after GemFilter) a first
+pass stops at a middle layer whose exact attention, summed over its
+heads, picks one set of blocks for every layer and head
+(`question_forward`); a block's score also counts the attention on its
+neighbours' nearest tokens, so a fact cut by a block edge comes whole. During decoding a share of each head's blocks
 (`pin_fraction`, by default all) stays pinned from the question's
 selection, the rest follows the selector token by token.
 
@@ -46,10 +46,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .attribution import Attribution
-from .exact_scoring import exact_token_mass, spill_to_neighbours
 from .kvstore import KVCache
-from .model import ModelConfig, Transformer, apply_rope, rope_cos_sin
+from .model import ModelConfig, apply_rope, rope_cos_sin
 from .positions import plan_positions
+from .question_pick import QuestionPicking
 from .selectors import LayerCandidates, aggregate, make_selector
 
 EVERYTHING = 1 << 40   # a budget that selects every block
@@ -83,7 +83,7 @@ class SparseConfig:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
 
 
-class SparseAttention:
+class SparseAttention(QuestionPicking):
     """Attention state for one answer over one or more document caches."""
 
     def __init__(self, cfg: ModelConfig, caches: list[KVCache], config: SparseConfig,
@@ -237,83 +237,6 @@ class SparseAttention:
             ranked = scores.topk(k, dim=-1).indices
         return ranked.sort(dim=-1).values
 
-    def _shared_pick(self, layer: int, q: Tensor, positions: Tensor | None, scores: Tensor,
-                     k: int) -> Tensor:
-        """One set of k blocks for every head [kv_heads, k], best first: the
-        candidates with the most exact attention mass at this layer, summed over
-        its heads and rows, every candidate scored (it is one layer)."""
-        H, n = self.cfg.n_kv_heads, len(self.cand_block)
-        pool = torch.arange(n, device=self.device).expand(H, n)
-        mass = self._exact_mass(layer, q, positions, scores, pool).sum(0)
-        return mass.topk(k).indices.expand(H, k)
-
-    def _question_pick(self, layer: int, q: Tensor, positions: Tensor | None,
-                       scores: Tensor, k: int) -> Tensor:
-        """The question's k candidates per head [kv_heads, k], best first.
-
-        "hybrid" alternates the blocks with the most exact attention mass
-        (dense's own choice, which favours the question's neighbourhood) and
-        the selector's position-free best (which finds a distant needle that
-        few query rows look at); "exact" and "selector" use one of them.
-        "filter" lands here only for a forward run without `question_forward`'s
-        first pass, and is then treated as "hybrid"."""
-        how = self.config.question_scoring
-        if how == "selector" or positions is None:
-            return scores.topk(k, dim=-1).indices
-        mass = self._exact_mass(layer, q, positions, scores)
-        if how == "exact":
-            return mass.topk(k, dim=-1).indices
-        n_exact = (k + 1) // 2
-        best = mass.topk(n_exact, dim=-1).indices
-        rest = scores.scatter(1, best, float("-inf")).topk(k - n_exact, dim=-1).indices
-        ranked = torch.empty_like(scores[:, :k], dtype=torch.long)
-        ranked[:, 0::2], ranked[:, 1::2] = best, rest
-        return ranked
-
-    def _exact_mass(self, layer: int, q: Tensor, positions: Tensor, scores: Tensor,
-                    pool: Tensor | None = None) -> Tensor:
-        """Exact attention mass [kv_heads, n_candidates] of the question's rows
-        over the candidates `pool` [kv_heads, m] (-inf elsewhere); by default
-        all of them, or the selector's shortlist when there are more than
-        `exact_max_tokens` candidate tokens."""
-        H, B = self.cfg.n_kv_heads, self.block
-        n = len(self.cand_block)
-        shortlist = self.config.exact_max_tokens // B
-        if pool is None:
-            pool = (scores.topk(shortlist, dim=-1).indices if n > shortlist
-                    else torch.arange(n, device=self.device).expand(H, n))
-        tm = exact_token_mass(*self.exact_inputs(layer, q, positions, pool)).view(H, -1, B)
-        # per candidate in document order, so neighbours can share their edges
-        full = torch.zeros(H, n, B, dtype=tm.dtype, device=self.device)
-        full.scatter_(1, pool[..., None].expand(-1, -1, B), tm)
-        mass = spill_to_neighbours(full.view(H, -1), B, min(self.config.spill_tokens, B),
-                                   self._adjacent)
-        return torch.full_like(scores, float("-inf")).scatter(1, pool, mass.gather(1, pool))
-
-    def exact_inputs(self, layer: int, q: Tensor, positions: Tensor, pool: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Queries, keys [H, m*B, D], validity, sink keys and sink validity for
-        exact scores of the candidates `pool` [H, m]: rotated as dense
-        attention would while blocks keep their positions, else unrotated."""
-        H, B, D = self.cfg.n_kv_heads, self.block, self.cfg.head_dim
-        keys, _, valid = self._gather(layer, pool, values=False)
-        if self.plan.original:
-            # dense attention's own geometry over the candidates
-            keys = self._rotate(keys, pool)
-            sink_k, _, sink_valid = self._sink_kv(layer)          # rotated at 0..S*B
-            cos, sin = rope_cos_sin(positions, D, self.cfg.rope_theta)
-            G, T = self.cfg.group, positions.shape[0]
-            q = apply_rope(q.view(H, G, T, D), cos, sin).view(H, G * T, D)
-        else:
-            # past the window no positions are known yet: score before RoPE,
-            # as the selectors do
-            S = self.sink_blocks
-            sink_k, _ = self.caches[0].gather(layer, torch.arange(H).repeat_interleave(S),
-                                              torch.arange(S).repeat(H), values=False)
-            sink_k = sink_k.view(H, S * B, D)
-            sink_valid = torch.arange(S * B, device=self.device) < self.sink_valid
-        return q, keys, valid, sink_k, sink_valid
-
     def _rotate(self, keys: Tensor, sel: Tensor) -> Tensor:
         """Rotate gathered keys [H, k*B, D] of candidates `sel` [H, k] at their
         original positions, or at the reassigned slots."""
@@ -441,23 +364,3 @@ class SparseAttention:
             a = self.token_offsets[ci]
             per.append(self._mass[a:a + c.layout.tokens].cpu())
         return Attribution(per)
-
-
-def question_forward(model: Transformer, ids: Tensor, attn: SparseAttention, *,
-                     last_only: bool = False) -> Tensor:
-    """The question's forward over the stored KV: logits [T or 1, vocab].
-
-    With `question_scoring="filter"` it runs twice, as GemFilter does: a first
-    pass stops at `filter_layer`, whose exact attention (summed over heads)
-    picks one set of blocks, and the second pass attends those blocks in every
-    layer. Single retrieval layers in the middle of the model find a needle
-    that per-layer choices, each voting for its own neighbourhood, lose
-    (bench/sparse_needle_ranks.py)."""
-    if (attn.config.question_scoring == "filter" and attn.plan.n_select
-            and not attn.plan.everything):
-        attn.filtering = True
-        try:
-            model(ids, attn, stop_after=attn.filter_layer)
-        finally:
-            attn.end_filter_pass()
-    return model(ids, attn, last_only=last_only)

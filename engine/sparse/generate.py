@@ -16,7 +16,8 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from .attention import SparseAttention, SparseConfig, question_forward
+from .attention import SparseAttention, SparseConfig
+from .question_pick import question_forward
 from .attribution import Attribution
 from .kvstore import KVCache, KVCacheError, PrefillConfig, build_cache, cache_dir, open_cache, tokens_hash
 from .model import Transformer, from_transformers, load_hf_model

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.sparse.attention import SparseAttention, SparseConfig, question_forward
+from engine.sparse.attention import SparseAttention, SparseConfig
+from engine.sparse.question_pick import question_forward
 from engine.sparse.exact_scoring import spill_to_neighbours
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig

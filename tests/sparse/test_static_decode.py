@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig, question_forward
+from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig
+from engine.sparse.question_pick import question_forward
 from engine.sparse.block_pool import empty_resident, fetch_blocks, refill, slot_ranks
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig, open_cache
