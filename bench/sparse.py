@@ -79,6 +79,13 @@ def main() -> None:
     ap.add_argument("--contexts", type=_ints, default=[2048, 4096])
     ap.add_argument("--budgets", type=_ints, default=[256, 1024, 2048])
     ap.add_argument("--needles", type=int, default=3)
+    ap.add_argument("--needle-dense-max", type=int, default=1 << 30,
+                    help="longest needle document the dense systems also read (their prefill "
+                         "takes longest)")
+    ap.add_argument("--needle-prompts", type=lambda v: v.split(","), default=["prefix"],
+                    help="how each needle question ends, side by side over one prefill: "
+                         "plain (the assistant turn opens empty) and/or prefix (it opens with "
+                         "the answer's first words, as RULER does)")
     ap.add_argument("--selections", type=lambda v: v.split(","), default=["hybrid"],
                     help="selection policies to compare: hybrid (default), exact, quest")
     ap.add_argument("--max-new", type=int, default=12)
@@ -105,7 +112,8 @@ def main() -> None:
     ap.add_argument("--static-modes", type=lambda s: s.split(","), default=["graph", "compile"],
                     help="graph: eager kernels in a CUDA graph; compile: torch.compile + graph; "
                     "a -serial suffix fetches blocks on the same stream, -overlap on a side stream "
-                    "(default: overlapped when the selection can move)")
+                    "(default: overlapped when the selection can move); -unfused attends in "
+                    "torch kernels instead of fused_attention's two")
     ap.add_argument("--static-placements", type=lambda s: s.split(","), default=["pinned"],
                     help="where the stored K/V lives for the static step: pinned, device")
     ap.add_argument("--pin-fraction", type=float,

@@ -32,9 +32,12 @@ POLICIES = {
     # GemFilter-style: one middle layer's exact attention picks for every layer
     "filter": dict(positions="original", question_scoring="filter", pin_fraction=1.0),
     "filter-pin50": dict(positions="original", question_scoring="filter", pin_fraction=0.5),
+    # the same pick, the blocks packed after the sinks (as past the window)
+    "filter-packed": dict(positions="reassigned", question_scoring="filter", pin_fraction=1.0),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0),
 }
+NEEDLE_PROMPTS = ("plain", "prefix")
 
 
 def haystack_text() -> tuple[str, str]:
@@ -66,8 +69,23 @@ class Needle:
     question: list[int]
 
 
+def needle_question(tok, city: str, prompt: str = "prefix") -> list[int]:
+    """The question's tokens, ending in the assistant turn.
+
+    "plain" asks and lets the model begin its reply; "prefix" also begins the
+    reply with the answer's own words, as RULER's needle tasks do, so that a
+    small model states the number instead of wandering into a preamble."""
+    q = (f"\n\nQuestion: What is the special magic number for {city}? Answer with the "
+         "number only.<|im_end|>\n<|im_start|>assistant\n")
+    if prompt == "prefix":
+        q += f"The special magic number for {city} is"
+    elif prompt != "plain":
+        raise ValueError(f"unknown needle prompt {prompt!r}; use {NEEDLE_PROMPTS}")
+    return tok(q, add_special_tokens=False).input_ids
+
+
 def build_document(tok, body_ids: list[int], n_tokens: int, n_needles: int,
-                   rng: random.Random) -> tuple[list[int], list[Needle]]:
+                   rng: random.Random, prompt: str = "prefix") -> tuple[list[int], list[Needle]]:
     """System + instruction + haystack with needles at spread depths, as token ids."""
     head = tok.apply_chat_template(
         [{"role": "user", "content": "@@"}], add_generation_prompt=False, tokenize=False)
@@ -79,9 +97,7 @@ def build_document(tok, body_ids: list[int], n_tokens: int, n_needles: int,
     for i in range(n_needles):
         city, number = CITIES[i], str(rng.randint(1_000_000, 9_999_999))
         sentence = f" The special magic number for {city} is {number}. "
-        q = (f"\n\nQuestion: What is the special magic number for {city}? Answer with the "
-             "number only.<|im_end|>\n<|im_start|>assistant\n")
-        needles.append(Needle(city, number, tok(q, add_special_tokens=False).input_ids))
+        needles.append(Needle(city, number, needle_question(tok, city, prompt)))
         inserts.append(tok(sentence, add_special_tokens=False).input_ids)
     room = n_tokens - len(head_ids) - sum(map(len, inserts))
     body = list(body_ids[:room])
@@ -140,42 +156,56 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
     unknown = set(args.selections) - POLICIES.keys()
     if unknown:
         sys.exit(f"unknown selection policies {sorted(unknown)}; use {sorted(POLICIES)}")
+    prompts = list(args.needle_prompts)
+    if set(prompts) - set(NEEDLE_PROMPTS):
+        sys.exit(f"unknown needle prompts {prompts}; use {list(NEEDLE_PROMPTS)}")
     stop = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
     body_ids = tok(text, add_special_tokens=False).input_ids
     llm = None
+
+    def named(system: str, prompt: str) -> str:
+        return f"{system} [{prompt}]" if len(prompts) > 1 else system
+
     for n in args.contexts:
-        # needles drawn per context, so one context can be rerun alone
+        # needles drawn per context, so one context can be rerun alone; the
+        # document is the same whatever the question's prompt
         doc, needles = build_document(tok, body_ids, n, args.needles, random.Random(n))
         asked = len(needles)
-        # -- dense: transformers SDPA with its cache
+        questions = {p: [needle_question(tok, nd.city, p) for nd in needles] for p in prompts}
+        # -- dense: transformers SDPA with its cache, every prompt over one prefill
         from transformers import DynamicCache
 
-        dense_answers, r = [], Row("accuracy", "transformers dense", n, "all",
-                                   note=f"{source}; weights {next(hf.parameters()).dtype}")
-        t0 = time.perf_counter()
+        dense_answers: dict[str, list[list[int] | None]] = {
+            p: [None] * asked for p in prompts}
         with torch.no_grad():
-            cache = DynamicCache(config=hf.config)
-            for a in range(0, len(doc), args.chunk):
+            t0 = time.perf_counter()
+            cache = DynamicCache(config=hf.config) if n <= args.needle_dense_max else None
+            for a in range(0, len(doc) if cache is not None else 0, args.chunk):
                 hf(torch.tensor([doc[a:a + args.chunk]], device=hf.device),
                    past_key_values=cache, use_cache=True)
             prefill = time.perf_counter() - t0
-            ttfts, decode = [], []
-            for nd in needles:
-                toks, ttft, dec = greedy_hf(hf, cache, nd.question, args.max_new, stop)
-                cache.crop(len(doc) - cache.get_seq_length())   # negative: drop the answer
-                dense_answers.append(toks)
-                ttfts.append(ttft)
-                decode += dec
-        found = sum(nd.number in tok.decode(a) for nd, a in zip(needles, dense_answers))
-        r.found, r.agree = f"{found}/{asked}", "-"
-        r.extra["needles"] = [nd.number for nd in needles]
-        r.extra["answers"] = [tok.decode(a) for a in dense_answers]
-        r.ttft_first_s, r.ttft_followup_s = prefill + ttfts[0], sum(ttfts[1:]) / max(1, asked - 1)
-        r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
-        rows.append(r)
+            for prompt in prompts if cache is not None else ():
+                r = Row("accuracy", named("transformers dense", prompt), n, "all",
+                        note=f"{source}; weights {next(hf.parameters()).dtype}; prompt {prompt}")
+                answers, ttfts, decode = [], [], []
+                for q in questions[prompt]:
+                    toks, ttft, dec = greedy_hf(hf, cache, q, args.max_new, stop)
+                    cache.crop(len(doc) - cache.get_seq_length())   # negative: drop the answer
+                    answers.append(toks)
+                    ttfts.append(ttft)
+                    decode += dec
+                dense_answers[prompt] = answers
+                found = sum(nd.number in tok.decode(t) for nd, t in zip(needles, answers))
+                r.found, r.agree = f"{found}/{asked}", "-"
+                r.extra["needles"] = [nd.number for nd in needles]
+                r.extra["answers"] = [tok.decode(t) for t in answers]
+                r.ttft_first_s = prefill + ttfts[0]
+                r.ttft_followup_s = sum(ttfts[1:]) / max(1, asked - 1)
+                r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
+                rows.append(r)
+                print_row(r)
         del cache
         gc.collect()
-        print_row(r)
         # -- sparse: one stored cache, every question reuses it
         with tempfile.TemporaryDirectory(dir=args.kv_dir) as kv:
             engine.kv_root = Path(kv)
@@ -190,35 +220,38 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                                                **POLICIES.get(policy, {}))
                 label = "all" if budget == EVERYTHING else str(budget)
                 system = f"sparse (ours, {policy})" if policy else "sparse (ours)"
-                r = Row("accuracy", system, n, label,
-                        note=f"KV {kvc.report()['dtype']}, weights {engine.model.mode}")
-                found = agree = 0
-                ttfts, decode, retained = [], [], []
-                r.extra["answers"] = []
-                for nd, dense_tokens in zip(needles, dense_answers):
-                    stream = engine.answer(kvc, nd.question, args.max_new, stop)
-                    toks = list(stream)
-                    r.extra["answers"].append(tok.decode(toks))
-                    found += nd.number in tok.decode(toks)
-                    agree += toks == dense_tokens
-                    ttfts.append(stream.stats.ttft_s)
-                    decode += stream.stats.decode_s
-                    kept = retained_mass(engine, kvc, nd.question, budget) \
-                        if args.retained else None
-                    if kept is not None:
-                        retained.append(kept)
-                r.found, r.agree = f"{found}/{asked}", f"{agree}/{asked}"
-                r.retained = sum(retained) / len(retained) if retained else None
-                r.ttft_first_s = prefill + ttfts[0]
-                r.ttft_followup_s = sum(ttfts[1:]) / max(1, asked - 1)
-                r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
-                r.memory = f"KV {kvc.layout.nbytes / 2**20:.0f} MiB on disk"
-                rows.append(r)
-                print_row(r)
+                for prompt in prompts:
+                    r = Row("accuracy", named(system, prompt), n, label,
+                            note=f"KV {kvc.report()['dtype']}, weights {engine.model.mode}; "
+                                 f"prompt {prompt}")
+                    found = agree = 0
+                    ttfts, decode, retained = [], [], []
+                    r.extra["answers"] = []
+                    for nd, q, dense_tokens in zip(needles, questions[prompt],
+                                                   dense_answers[prompt]):
+                        stream = engine.answer(kvc, q, args.max_new, stop)
+                        toks = list(stream)
+                        r.extra["answers"].append(tok.decode(toks))
+                        found += nd.number in tok.decode(toks)
+                        agree += toks == dense_tokens
+                        ttfts.append(stream.stats.ttft_s)
+                        decode += stream.stats.decode_s
+                        kept = retained_mass(engine, kvc, q, budget) if args.retained else None
+                        if kept is not None:
+                            retained.append(kept)
+                    r.found = f"{found}/{asked}"
+                    r.agree = f"{agree}/{asked}" if dense_answers[prompt][0] is not None else "-"
+                    r.retained = sum(retained) / len(retained) if retained else None
+                    r.ttft_first_s = prefill + ttfts[0]
+                    r.ttft_followup_s = sum(ttfts[1:]) / max(1, asked - 1)
+                    r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
+                    r.memory = f"KV {kvc.layout.nbytes / 2**20:.0f} MiB on disk"
+                    rows.append(r)
+                    print_row(r)
             del kvc
             gc.collect()
         # -- llama.cpp, same GGUF, dense
-        if args.llama:
+        if args.llama and n <= args.needle_dense_max:
             from llama_cpp import Llama
 
             if llm is None or llm.n_ctx() < n + 128:
@@ -227,23 +260,25 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                 llm = Llama(str(args.gguf), n_ctx=max(args.contexts) + 128, n_threads=args.threads,
                             n_batch=args.chunk, use_mmap=False, verbose=False)
             llm.reset()
-            r = Row("accuracy", "llama.cpp dense", n, "all", note="Q4_K_M")
-            found = agree = 0
-            ttfts, decode = [], []
-            for i, (nd, dense_tokens) in enumerate(zip(needles, dense_answers)):
-                t0 = time.perf_counter()
-                toks = []
-                for t in llm.generate(doc + nd.question, temp=0.0, top_k=1, reset=True):
-                    now = time.perf_counter()
-                    (ttfts if not toks else decode).append(now - t0)
-                    t0 = now
-                    toks.append(t)
-                    if t in stop or len(toks) == args.max_new:
-                        break
-                found += nd.number in tok.decode(toks)
-                agree += toks == dense_tokens
-            r.found, r.agree = f"{found}/{asked}", f"{agree}/{asked}"
-            r.ttft_first_s, r.ttft_followup_s = ttfts[0], sum(ttfts[1:]) / max(1, asked - 1)
-            r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
-            rows.append(r)
-            print_row(r)
+            for prompt in prompts:
+                r = Row("accuracy", named("llama.cpp dense", prompt), n, "all",
+                        note=f"Q4_K_M; prompt {prompt}")
+                found = agree = 0
+                ttfts, decode = [], []
+                for nd, q, dense_tokens in zip(needles, questions[prompt], dense_answers[prompt]):
+                    t0 = time.perf_counter()
+                    toks = []
+                    for t in llm.generate(doc + q, temp=0.0, top_k=1, reset=True):
+                        now = time.perf_counter()
+                        (ttfts if not toks else decode).append(now - t0)
+                        t0 = now
+                        toks.append(t)
+                        if t in stop or len(toks) == args.max_new:
+                            break
+                    found += nd.number in tok.decode(toks)
+                    agree += toks == dense_tokens
+                r.found, r.agree = f"{found}/{asked}", f"{agree}/{asked}"
+                r.ttft_first_s, r.ttft_followup_s = ttfts[0], sum(ttfts[1:]) / max(1, asked - 1)
+                r.decode_ms = 1000 * sum(decode) / max(1, len(decode))
+                rows.append(r)
+                print_row(r)

@@ -145,9 +145,11 @@ def _check_equal(model, kvc, sc: SparseConfig, prompt: list[int], steps: int,
 def _static_rows(args, model, name, kvc, lay, budget, prompt, bw, link, weights, mode,
                  placement, rows) -> None:
     cfg = model.cfg
+    flags = set(mode.split("-")[1:])
     config = StaticConfig(graph=True, compile=mode.startswith("compile"),
-                          overlap=False if mode.endswith("-serial") else
-                          True if mode.endswith("-overlap") else None)
+                          overlap=False if "serial" in flags else
+                          True if "overlap" in flags else None,
+                          fused="unfused" not in flags)
     t0 = time.perf_counter()
     sc = _sparse_config(args, budget)
     diff, agree, ops = _check_equal(model, kvc, sc, prompt, 4, config)
@@ -206,9 +208,28 @@ def _static_rows(args, model, name, kvc, lay, budget, prompt, bw, link, weights,
     gc.collect()
 
 
+def share_weights(hf, model) -> None:
+    """Fuse our q/k/v and gate/up weights (as StaticDecoder does), then point
+    transformers' projections at the same memory: the bench keeps both models
+    for the side-by-side rows, and would otherwise hold those weights twice,
+    which the app (transformers' copy dropped after loading) never does."""
+    for blk, layer in zip(model.layers, hf.model.layers):
+        blk.fused_weights()
+        pairs = [(layer.self_attn.q_proj, blk.wq), (layer.self_attn.k_proj, blk.wk),
+                 (layer.self_attn.v_proj, blk.wv), (layer.mlp.gate_proj, blk.w_gate),
+                 (layer.mlp.up_proj, blk.w_up)]
+        for theirs, ours in pairs:
+            if theirs.weight.dtype == ours.weight.dtype \
+                    and theirs.weight.device == ours.weight.device:
+                theirs.weight.data = ours.weight.data
+
+
 def run_static(args, hf, model, name: str, rows: list[Row]) -> None:
     """Static sparse (per mode) vs existing sparse vs transformers dense."""
     cfg = model.cfg
+    if hf is not None:
+        share_weights(hf, model)
+        gc.collect()
     bw = measure_bandwidth("cuda")
     link = measure_link(64, cfg.head_dim)
     print(f"# {name}: device bandwidth {bw / 1e12:.2f} TB/s, pinned copy "

@@ -202,6 +202,32 @@ class Block(nn.Module):
         self.w_up = Linear(p["mlp.up_proj.weight"], None, mode)
         self.w_down = Linear(p["mlp.down_proj.weight"], None, mode)
 
+    def fused_weights(self) -> tuple[Tensor, Tensor | None, Tensor]:
+        """q/k/v as one matrix (and bias), gate/up as one matrix, so a decode
+        step reads each group in one matrix-vector product instead of three
+        and two. Built once; the separate weights become views of them, so
+        no weight is held twice. Float32 and bfloat16 weights only."""
+        fused = getattr(self, "_fused", None)
+        if fused is None or fused[0].data_ptr() != self.wq.weight.data_ptr():  # moved since
+            parts = (self.wq, self.wk, self.wv)
+            if any(w.mode not in ("float32", "bfloat16") for w in parts + (self.w_gate,)):
+                raise ValueError("fused projections need float32 or bfloat16 weights")
+            qkv = torch.cat([w.weight for w in parts])
+            bias = None if self.wq.bias is None else torch.cat([w.bias for w in parts])
+            gate_up = torch.cat([self.w_gate.weight, self.w_up.weight])
+            at = 0
+            for w in parts:
+                n = w.weight.shape[0]
+                w.weight = nn.Parameter(qkv[at:at + n], requires_grad=False)
+                if bias is not None:
+                    w.bias = nn.Parameter(bias[at:at + n], requires_grad=False)
+                at += n
+            n = self.w_gate.weight.shape[0]
+            self.w_gate.weight = nn.Parameter(gate_up[:n], requires_grad=False)
+            self.w_up.weight = nn.Parameter(gate_up[n:], requires_grad=False)
+            self._fused = (qkv, bias, gate_up)
+        return self._fused
+
     def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Pre-RoPE q [T, H, D], k and v [T, KVH, D] for hidden states x [T, dim]."""
         c, h = self.cfg, self.attn_norm(x)

@@ -39,6 +39,7 @@ from torch import Tensor
 from .attention import SparseAttention
 from .block_pool import CandidateTables, empty_resident, fetch_blocks, refill_into
 from .model import Transformer, apply_rope, rope_cos_sin
+from .fused_attention import fused_attention, usable
 from .pool_attention import pool_logits, pool_values
 from .selectors import aggregate
 
@@ -54,6 +55,10 @@ class StaticConfig:
     # 0.5 ms/token saved when half the blocks move, 0.4 ms lost to the stream
     # joins when all are pinned and nothing is fetched after the first token)
     overlap: bool | None = None
+    # CUDA: attend to sinks, pool and local window in the two kernels of
+    # fused_attention.py instead of a dozen torch ones (not with `overlap`,
+    # whose near part runs before the blocks arrive)
+    fused: bool = True
 
 
 @dataclass
@@ -63,6 +68,7 @@ class LayerState:
     sink_k: Tensor           # [H, S*B, D] float32, rotated at 0..S*B
     sink_v: Tensor           # [H, S*B, D] float32
     sink_mask: Tensor        # [H, 1, S*B] bool
+    sink_ok: Tensor          # [H, S*B] int8, the same mask for the fused kernels
     local_k: Tensor          # [H, local_max, D] float32, rotated
     local_v: Tensor          # [H, local_max, D] float32
     host_k: Tensor | None    # [H, n_blocks, B, D] stored keys (pinned host or device)
@@ -73,6 +79,11 @@ class LayerState:
     selection: Tensor | None  # [H, k] the last selection (any order), for checks
     reps: object = None      # LayerCandidates
     pinned: Tensor | None = None  # [H, n_pin] candidate ids kept from the question's pick
+    # a pool filled once (the selection cannot move): per slot its first
+    # position, valid tokens and first document token
+    slot_base: Tensor | None = None
+    slot_valid: Tensor | None = None
+    slot_tok: Tensor | None = None
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
@@ -86,13 +97,12 @@ def _rms(x: Tensor, w: Tensor, eps: float) -> Tensor:
     return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)) * w
 
 
-def _pre(x, norm_w, wq, bq, wk, bk, wv, bv, cos, sin, eps: float, H: int, G: int, D: int):
+def _pre(x, norm_w, wqkv, bqkv, cos, sin, eps: float, H: int, G: int, D: int):
     """Pre-RoPE grouped queries, rotated queries (scaled by 1/sqrt(D)),
-    rotated key and value of one token."""
+    rotated key and value of one token (q/k/v in one product: Block.fused_weights)."""
     h = _rms(x, norm_w, eps)
-    q = _linear(h, wq, bq).view(H * G, 1, D)
-    k = _linear(h, wk, bk).view(H, 1, D)
-    v = _linear(h, wv, bv).view(H, 1, D)
+    q, k, v = _linear(h, wqkv, bqkv).split([H * G * D, H * D, H * D], -1)
+    q, k, v = q.reshape(H * G, 1, D), k.reshape(H, 1, D), v.reshape(H, 1, D)
     q_rot = apply_rope(q, cos, sin).reshape(H, G, D) * D ** -0.5
     return q.reshape(H, G, D), q_rot, apply_rope(k, cos, sin), v
 
@@ -142,11 +152,13 @@ def _merge(out_near, probs_near, lse_near, n_sink: int, pool_logits, slot_valid,
     return out_near * w_near, p_pool, sink_mass, tok, p_pool.sum(1).double().view(H, -1).reshape(-1)
 
 
-def _post(x, attn_out, wo, bo, norm_w, wg, wu, wd, eps: float):
-    """Residual + output projection, then the SwiGLU MLP (model.Block.finish)."""
+def _post(x, attn_out, wo, bo, norm_w, wgu, wd, eps: float):
+    """Residual + output projection, then the SwiGLU MLP (model.Block.finish,
+    gate and up in one product)."""
     x = x + _linear(attn_out.reshape(x.shape[0], -1), wo, bo)
     h = _rms(x, norm_w, eps)
-    return x + _linear(F.silu(_linear(h, wg, None)) * _linear(h, wu, None), wd, None)
+    gate, up = _linear(h, wgu, None).chunk(2, -1)
+    return x + _linear(F.silu(gate) * up, wd, None)
 
 
 class StaticDecoder:
@@ -174,6 +186,9 @@ class StaticDecoder:
         n_past = attn._local[0][0].shape[1] if attn._local else 0
         self.n_host = n_past                         # host mirror, for the bound check
         self.local_max = attn.local_max
+        # the window's buffers in whole blocks (the fused kernels tile them;
+        # positions past n_local are masked)
+        L = -(-self.local_max // B) * B
         self.n_local = torch.tensor([n_past], dtype=torch.long, device=dev)
         self.token = torch.zeros(1, dtype=torch.long, device=dev)
         self.fetched = torch.zeros(1, dtype=torch.long, device=dev)    # blocks fetched, total
@@ -181,12 +196,13 @@ class StaticDecoder:
         self.layers: list[LayerState] = []
         for i in range(cfg.n_layers):
             sk, sv, sval = attn._sink_kv(i)
-            lk = torch.zeros(H, self.local_max, D, device=dev)
+            lk = torch.zeros(H, L, D, device=dev)
             lv = torch.zeros_like(lk)
             if n_past:
                 lk[:, :n_past], lv[:, :n_past] = attn._local[i]
-            st = LayerState(sk.float(), sv.float(), sval.expand(H, -1)[:, None, :].clone(),
-                            lk, lv, None, None, None, None, None, None)
+            mask = sval.expand(H, -1)[:, None, :].clone()
+            st = LayerState(sk.float(), sv.float(), mask, mask[:, 0].to(torch.int8), lk, lv,
+                            None, None, None, None, None, None)
             if k:
                 st.host_k, st.host_v = cache.keys[i], cache.values[i]
                 st.pool_k = torch.zeros(H, k, B, D, dtype=cache.keys[i].dtype, device=dev)
@@ -228,7 +244,7 @@ class StaticDecoder:
                                      attn.total_tokens)
         self.block_offsets = torch.arange(B, device=dev)
         self.logits = torch.zeros(cfg.vocab_size, device=dev)
-        self._local_pos = torch.arange(self.local_max, device=dev)
+        self._local_pos = torch.arange(L, device=dev)
         self._pre, self._route, self._near, self._merge, self._post = \
             _pre, _route, _near, _merge, _post
         if self.config.compile:
@@ -244,52 +260,86 @@ class StaticDecoder:
         overlap = self.moves if self.config.overlap is None else self.config.overlap
         self._side = torch.cuda.Stream(device=dev) \
             if overlap and dev.type == "cuda" and k else None
+        self.fused = bool(k) and self.config.fused and self._side is None and usable(
+            self.layers[0].pool_k, self.layers[0].sink_k.shape[1], L)
+        for blk in model.layers:
+            blk.fused_weights()
+        if k and not self.moves:
+            self._freeze()
         self.graph: torch.cuda.CUDAGraph | None = None
 
     # -- one step ------------------------------------------------------------
+    def _fill(self, st: LayerState, sel: Tensor, base: Tensor, valid: Tensor,
+              tok: Tensor) -> None:
+        """Make the pool hold `sel`: refill plan into base/valid/tok, fetch the
+        new blocks (on the side stream when overlapping)."""
+        st.selection.copy_(sel)
+        refill_into(sel, st.resident, self.cand, self._blocks, self._fetch, base, valid, tok,
+                    self.fetched)
+        if self._side is not None:          # the host link works while the near part runs
+            self._side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._side) if self._side is not None else nullcontext():
+            fetch_blocks(st.host_k, st.host_v, st.pool_k, st.pool_v, self._blocks, self._fetch)
+
+    def _freeze(self) -> None:
+        """The selection cannot move (every block pinned by the question, or
+        all of them attended): fill each layer's pool once, now, so a step
+        neither scores, plans nor fetches."""
+        for st in self.layers:
+            sel = self.fixed_sel if self.fixed_sel is not None else st.pinned
+            st.slot_base, st.slot_valid, st.slot_tok = (torch.zeros_like(self._base)
+                                                        for _ in range(3))
+            self._fill(st, sel, st.slot_base, st.slot_valid, st.slot_tok)
+
+    def _pool(self, st: LayerState, q_pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """This token's pool for the layer: first position, valid tokens and
+        first document token of every slot."""
+        if st.slot_base is not None:
+            return st.slot_base, st.slot_valid, st.slot_tok
+        if st.pinned is not None and st.pinned.shape[1] == self.k:
+            sel = st.pinned                 # the question pinned them all: nothing to score
+        else:
+            sel = self._route(q_pre, st.reps, self.attn.selector, self.cfg.head_dim, self.k,
+                              st.pinned)
+        self._fill(st, sel, self._base, self._valid, self._tok)
+        return self._base, self._valid, self._tok
+
     def _layer(self, i: int, x: Tensor, cos: Tensor, sin: Tensor, local_mask: Tensor) -> Tensor:
         cfg, st, blk, a = self.cfg, self.layers[i], self.model.layers[i], self.attn
         H, G, D = cfg.n_kv_heads, cfg.group, cfg.head_dim
-        q_pre, q_rot, k_rot, v = self._pre(
-            x, blk.attn_norm.weight, blk.wq.weight, blk.wq.bias, blk.wk.weight, blk.wk.bias,
-            blk.wv.weight, blk.wv.bias, cos, sin, cfg.norm_eps, H, G, D)
-        st.local_k.index_copy_(1, self.n_local, k_rot)
-        st.local_v.index_copy_(1, self.n_local, v)
-        lp = None
+        wqkv, bqkv, wgu = blk.fused_weights()
+        q_pre, q_rot, k_rot, v = self._pre(x, blk.attn_norm.weight, wqkv, bqkv, cos, sin,
+                                           cfg.norm_eps, H, G, D)
+        base = valid = tok_first = lp = None
         if self.k:
-            if self.fixed_sel is not None:
-                sel = self.fixed_sel
-            elif st.pinned is not None and st.pinned.shape[1] == self.k:
-                sel = st.pinned             # the question pinned them all: nothing to score
-            else:
-                sel = self._route(q_pre, st.reps, a.selector, D, self.k, st.pinned)
-            st.selection.copy_(sel)
-            refill_into(sel, st.resident, self.cand, self._blocks, self._fetch, self._base,
-                        self._valid, self._tok, self.fetched)
-            if self._side is not None:      # the host link works while the near part runs
-                self._side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self._side) if self._side is not None else nullcontext():
-                fetch_blocks(st.host_k, st.host_v, st.pool_k, st.pool_v, self._blocks,
-                             self._fetch)
-        out_near, probs_near, lse_near = self._near(q_rot, st.sink_k, st.sink_v, st.sink_mask,
-                                                    st.local_k, st.local_v, local_mask)
-        if self.k:
-            if self._side is not None:
-                torch.cuda.current_stream().wait_stream(self._side)
-            lp = pool_logits(q_rot, st.pool_k, self._base, self.rope_cos, self.rope_sin,
-                             self._valid)
-        out, p_pool, sink_mass, tok, pool_mass = self._merge(
-            out_near, probs_near, lse_near, st.sink_k.shape[1], lp, self._valid, self._tok,
-            self.block_offsets, a.total_tokens)
-        if p_pool is not None:
-            pool_values(p_pool, st.pool_v, out)
-        if self.config.record:        # SparseAttention._attribute, with fixed shapes
-            a._mass.index_add_(0, self._sink_tok, sink_mass)
-            if tok is not None:
-                a._mass.index_add_(0, tok, pool_mass)
+            base, valid, tok_first = self._pool(st, q_pre)
+        if self.fused:              # it also writes k_rot, v into the local window
+            out = fused_attention(q_rot, st.pool_k, st.pool_v, base, self.rope_cos,
+                                  self.rope_sin, valid, st.sink_k, st.sink_v, st.sink_ok,
+                                  st.local_k, st.local_v, self.n_local, k_rot.view(H, D),
+                                  v.view(H, D), tok_first, self._sink_tok,
+                                  a._mass if self.config.record else None, a.total_tokens)
+        else:
+            st.local_k.index_copy_(1, self.n_local, k_rot)
+            st.local_v.index_copy_(1, self.n_local, v)
+            out_near, probs_near, lse_near = self._near(q_rot, st.sink_k, st.sink_v,
+                                                        st.sink_mask, st.local_k, st.local_v,
+                                                        local_mask)
+            if self.k:
+                if self._side is not None:
+                    torch.cuda.current_stream().wait_stream(self._side)
+                lp = pool_logits(q_rot, st.pool_k, base, self.rope_cos, self.rope_sin, valid)
+            out, p_pool, sink_mass, tok, pool_mass = self._merge(
+                out_near, probs_near, lse_near, st.sink_k.shape[1], lp, valid, tok_first,
+                self.block_offsets, a.total_tokens)
+            if p_pool is not None:
+                pool_values(p_pool, st.pool_v, out)
+            if self.config.record:        # SparseAttention._attribute, with fixed shapes
+                a._mass.index_add_(0, self._sink_tok, sink_mass)
+                if tok is not None:
+                    a._mass.index_add_(0, tok, pool_mass)
         return self._post(x, out.reshape(H * G, D), blk.wo.weight, blk.wo.bias,
-                          blk.mlp_norm.weight, blk.w_gate.weight, blk.w_up.weight,
-                          blk.w_down.weight, cfg.norm_eps)
+                          blk.mlp_norm.weight, wgu, blk.w_down.weight, cfg.norm_eps)
 
     def _step(self) -> None:
         """Embed self.token, run every layer, write logits and the greedy next token."""

@@ -34,6 +34,32 @@ def test_low_precision_weights_stay_close(mode, tol):
         assert param_bytes(model) < 0.25 * param_bytes(from_transformers(hf))
 
 
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_fused_projections_hold_each_weight_once_and_change_nothing(kind):
+    model = from_transformers(tiny_hf(kind))
+    ids = torch.randint(0, 300, (24,), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        before = model(ids, DenseAttention(model.cfg))
+        size = param_bytes(model)
+        blk = model.layers[0]
+        x = torch.randn(3, model.cfg.dim)
+        q, k, v = blk.qkv(x)
+        qkv, bias, gate_up = blk.fused_weights()
+        assert blk.fused_weights()[0] is qkv             # built once
+        h = blk.attn_norm(x)
+        y = h @ qkv.T + (0 if bias is None else bias)
+        torch.testing.assert_close(y, torch.cat([t.reshape(3, -1) for t in (q, k, v)], 1))
+        gu = h @ gate_up.T
+        torch.testing.assert_close(gu, torch.cat([blk.w_gate(h), blk.w_up(h)], 1))
+        for layer in model.layers:
+            layer.fused_weights()
+        # the separate weights are views of the fused ones: nothing held twice
+        first_k = qkv[model.cfg.n_heads * model.cfg.head_dim:]
+        assert blk.wk.weight.data_ptr() == first_k.data_ptr()
+        assert param_bytes(model) == size
+        torch.testing.assert_close(model(ids, DenseAttention(model.cfg)), before)
+
+
 def test_incremental_decode_matches_full_forward(tiny_qwen):
     _, model = tiny_qwen
     ids = torch.randint(0, 300, (20,), generator=torch.Generator().manual_seed(3))
