@@ -37,6 +37,7 @@ among the candidates the pipeline starts from), so a miss reads either as
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import statistics
@@ -364,6 +365,10 @@ def main() -> None:
                         help="Tokens the sparse engine attends per KV head (0: every block, "
                              "i.e. dense attention over the candidates); several, comma-"
                              "separated, give one mode each (sparse-2048, sparse-all).")
+    parser.add_argument("--sparse-framing", type=lambda v: v.split(","), default=["plain"],
+                        help="How the sparse engine's question turn reads: plain, or restated "
+                             "(the instructions again after the question); several, comma "
+                             "separated, give one mode each.")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
@@ -398,14 +403,20 @@ def main() -> None:
         from engine.backends.sparse import SparseOptions
         from engine.sparse.attention import EVERYTHING
 
-        for budget in args.sparse_budget:     # one engine per budget, the same stored KV
+        # one engine per budget and framing, the same stored KV
+        for budget, framing in itertools.product(args.sparse_budget, args.sparse_framing):
             sparse = load_backend(args.sparse_model, settings.models_dir, kind="sparse",
                                   config=BackendConfig(device=settings.device),
                                   sparse=SparseOptions(kv_root=settings.kv_dir,
                                                        mode=settings.sparse_mode,
                                                        budget_tokens=budget or EVERYTHING,
-                                                       weights=args.sparse_weights))
-            mode = "sparse" if len(args.sparse_budget) == 1 else f"sparse-{budget or 'all'}"
+                                                       weights=args.sparse_weights,
+                                                       framing=framing))
+            mode = "sparse"
+            if len(args.sparse_budget) > 1:
+                mode += f"-{budget or 'all'}"
+            if len(args.sparse_framing) > 1:
+                mode += f"-{framing}"
             answerers[mode] = build(settings, db, sparse, "folio", args.sparse_context)
             modes.append(mode)
     rows: dict[str, list[dict]] = {mode: [] for mode in modes}

@@ -43,6 +43,19 @@ class SparseOptions:
     page_tokens: int = 4096           # retrieval-first: longer documents are read page by
                                       # page, as questions need them (0: whole documents)
     weights: str | None = None        # "int8", "bfloat16", "float32"; None: int8 CPU, bf16 GPU
+    framing: str = "plain"            # "restated": the instructions again after the question
+                                      # (the document sits between them and the question)
+
+    def __post_init__(self):
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"unknown framing {self.framing!r}: use {', '.join(FRAMINGS)}")
+
+
+# What "restated" framing adds after the question: a small model reads the
+# system message's instructions thousands of tokens before the question.
+RESTATED = ("Answer from the document above only, in one or two sentences. Copy names, "
+            "numbers and code identifiers exactly.")
+FRAMINGS = ("plain", "restated")
 
 
 @dataclass
@@ -252,7 +265,10 @@ class SparseBackend(Backend):
             else:
                 ranges = [lay.ranges(wanted) for lay, _ in pieces]
             _, middle, tail = self.frame(system)
-            prompt = self.encode(middle + defuse_control_tokens(question.strip()) + tail)
+            asked = defuse_control_tokens(question.strip())
+            if self.options.framing == "restated":
+                asked = f"{asked}\n\n{RESTATED}"
+            prompt = self.encode(middle + asked + tail)
             caches = [cache for _, cache in pieces]
             # The whole preamble (instructions) is the attention sink.
             self.engine.config.sparse.sink_blocks = max(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.backends import ModelFormatError, ModelNotFoundError, load_backend
-from engine.backends.sparse import SparseBackend, SparseOptions
+from engine.backends.sparse import RESTATED, SparseBackend, SparseOptions
 from engine.indexer import ingest_paths
 from engine.qa import SPARSE_SYSTEM_PROMPT, Answerer, QAConfig, answer_once
 from engine.search import HybridSearcher
@@ -71,6 +71,26 @@ def test_a_document_is_read_once_and_follow_ups_reuse_its_cache(backend, library
     question = "How much water does the Lindqvist reservoir hold?"
     assert backend.last_stats.prompt_tokens == backend.count_tokens(middle + question + tail)
     assert len(kv_caches.list_kv_caches(db)) == 1
+
+
+@pytest.mark.slow
+def test_restated_framing_repeats_the_instructions_after_the_question(backend, library):
+    qa = answerer(library, backend)
+    first = answer_once(qa, "Who built the observatory?")        # reads the document
+    question = "Who built the observatory?"
+    backend.options.framing = "restated"
+    try:
+        again = answer_once(qa, question)
+    finally:
+        backend.options.framing = "plain"
+    assert "Kovacs" in again.raw_text and not again.declined
+    # the same stored document; only the question turn grew by the instructions
+    assert not again.kv["documents"][0]["built"] and first.kv["documents"][0]["built"]
+    _, middle, tail = backend.frame(SPARSE_SYSTEM_PROMPT)
+    assert backend.last_stats.prompt_tokens == backend.count_tokens(
+        f"{middle}{question}\n\n{RESTATED}{tail}")
+    with pytest.raises(ValueError, match="unknown framing"):
+        SparseOptions(kv_root=Path("."), framing="shouted")
 
 
 @pytest.mark.slow
