@@ -51,9 +51,10 @@ class StaticConfig:
     record: bool = True      # attribution mass, as the engine's decode path records
     # CUDA: fetch blocks on a side stream while the sinks and the local window
     # are attended, then merge by log-sum-exp. None: only when the selection
-    # can move while decoding (measured on the H200, Llama-3-8B shape at 128K:
-    # 0.5 ms/token saved when half the blocks move, 0.4 ms lost to the stream
-    # joins when all are pinned and nothing is fetched after the first token)
+    # can move while decoding and the fused kernels cannot run (measured on
+    # the H200, Llama-3-8B shape at 128K, half the blocks moving: 0.5 ms/token
+    # saved against the serial torch attention, but 0.9 ms lost against the
+    # serial fused kernels; with nothing moving the stream joins only cost)
     overlap: bool | None = None
     # CUDA: attend to sinks, pool and local window in the two kernels of
     # fused_attention.py instead of a dozen torch ones (not with `overlap`,
@@ -257,11 +258,13 @@ class StaticDecoder:
         # whether decoding can select blocks the question did not (to fetch)
         self.moves = bool(k) and self.fixed_sel is None and any(
             st.pinned is None or st.pinned.shape[1] < k for st in self.layers)
-        overlap = self.moves if self.config.overlap is None else self.config.overlap
+        can_fuse = bool(k) and self.config.fused and usable(
+            self.layers[0].pool_k, self.layers[0].sink_k.shape[1], L)
+        overlap = self.moves and not can_fuse if self.config.overlap is None \
+            else self.config.overlap
         self._side = torch.cuda.Stream(device=dev) \
             if overlap and dev.type == "cuda" and k else None
-        self.fused = bool(k) and self.config.fused and self._side is None and usable(
-            self.layers[0].pool_k, self.layers[0].sink_k.shape[1], L)
+        self.fused = can_fuse and self._side is None
         for blk in model.layers:
             blk.fused_weights()
         if k and not self.moves:

@@ -166,8 +166,9 @@ def test_refill_keeps_resident_blocks_and_fetches_the_rest():
 
 
 def test_blocks_move_only_when_the_question_does_not_pin_them_all(tmp_path):
-    """The fetch is overlapped (by default) only when decoding can select
-    blocks the question did not: with filter's full pin nothing moves."""
+    """Decoding fetches only when it can select blocks the question did not:
+    with filter's full pin nothing moves (and by default the fetch is
+    overlapped only then, where the fused kernels cannot run)."""
     model = from_transformers(tiny_hf("llama", seed=4))
     cache = _cache(model, tmp_path, _rand(300, 27))
     for scoring, moves in (("filter", False), ("hybrid", True)):
