@@ -32,6 +32,11 @@ POLICIES = {
     # GemFilter-style: one middle layer's exact attention picks for every layer
     "filter": dict(positions="original", question_scoring="filter", pin_fraction=1.0),
     "filter-pin50": dict(positions="original", question_scoring="filter", pin_fraction=0.5),
+    # the pick read from the question's last 8 tokens / last token only (GemFilter)
+    "filter-last8": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                         filter_rows=8),
+    "filter-last1": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                         filter_rows=1),
     # the same pick, the blocks packed after the sinks (as past the window)
     "filter-packed": dict(positions="reassigned", question_scoring="filter", pin_fraction=1.0),
     # before: Quest for every call, blocks packed at reassigned positions
@@ -213,10 +218,11 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
             kvc = engine.prefill_document(doc)
             prefill = time.perf_counter() - t0
             runs = [(b, p) for b in args.budgets for p in args.selections] + [(EVERYTHING, "")]
+            base = engine.config.sparse         # each policy starts from the defaults
             for budget, policy in runs:
                 if budget == EVERYTHING and n + 64 > engine.model.cfg.max_position:
                     continue
-                engine.config.sparse = replace(engine.config.sparse, budget_tokens=budget,
+                engine.config.sparse = replace(base, budget_tokens=budget,
                                                **POLICIES.get(policy, {}))
                 label = "all" if budget == EVERYTHING else str(budget)
                 system = f"sparse (ours, {policy})" if policy else "sparse (ours)"
@@ -248,6 +254,7 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                     r.memory = f"KV {kvc.layout.nbytes / 2**20:.0f} MiB on disk"
                     rows.append(r)
                     print_row(r)
+            engine.config.sparse = base
             del kvc
             gc.collect()
         # -- llama.cpp, same GGUF, dense

@@ -68,6 +68,8 @@ class SparseConfig:
     pin_fraction: float = 1.0         # share of each head's blocks kept from the question's pick
     filter_depth: float = 2 / 3       # "filter": the layer (share of depth) whose attention picks
     spill_tokens: int = 16            # exact scores also count neighbours' nearest tokens
+    filter_rows: int = 0              # "filter": the question's last N tokens pick (0: all);
+                                      # GemFilter reads the last token's attention alone
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -79,6 +81,8 @@ class SparseConfig:
             raise ValueError(f"filter_depth must be within [0, 1], not {self.filter_depth}")
         if self.spill_tokens < 0:
             raise ValueError(f"spill_tokens must be >= 0, not {self.spill_tokens}")
+        if self.filter_rows < 0:
+            raise ValueError(f"filter_rows must be >= 0, not {self.filter_rows}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
 

@@ -32,9 +32,15 @@ class QuestionPicking:
                      k: int) -> Tensor:
         """One set of k blocks for every head [kv_heads, k], best first: the
         candidates with the most exact attention mass at this layer, summed over
-        its heads and rows, every candidate scored (it is one layer)."""
+        its heads and rows (the last `filter_rows` tokens' rows, if set), every
+        candidate scored (it is one layer)."""
         H, n = self.cfg.n_kv_heads, len(self.cand_block)
         pool = torch.arange(n, device=self.device).expand(H, n)
+        last = self.config.filter_rows
+        if last and positions is not None and last < positions.shape[0]:
+            T, D = positions.shape[0], q.shape[-1]      # rows: group heads x tokens
+            q = q.reshape(H, -1, T, D)[:, :, T - last:].reshape(H, -1, D)
+            positions = positions[T - last:]
         mass = self._exact_mass(layer, q, positions, scores, pool).sum(0)
         return mass.topk(k).indices.expand(H, k)
 

@@ -97,10 +97,12 @@ def test_selected_blocks_at_original_positions_equal_dense_masked_to_them(scorin
     assert (full[len(doc):] - dense).abs().max() > 1e-3
 
 
-def _dense_block_mass(ref, layer, n_doc, group):
-    """Mass per document block of the question rows, softmax over the document keys."""
+def _dense_block_mass(ref, layer, n_doc, group, last: int = 0):
+    """Mass per document block of the question rows (its `last` tokens' only,
+    if set), softmax over the document keys."""
     q, k = ref.seen[layer]
     qd = q[:, n_doc:]                                           # [Hq, T, D]
+    qd = qd[:, -last:] if last else qd
     kd = k[:, :n_doc].repeat_interleave(group, 0)
     p = torch.softmax(qd @ kd.transpose(1, 2) * q.shape[-1] ** -0.5, dim=-1)
     H = k.shape[0]
@@ -179,6 +181,8 @@ def test_bad_selection_settings_are_refused():
         SparseConfig(question_scoring="oracle")
     with pytest.raises(ValueError, match="pin_fraction"):
         SparseConfig(pin_fraction=1.5)
+    with pytest.raises(ValueError, match="filter_rows"):
+        SparseConfig(filter_rows=-1)
 
 
 @pytest.mark.parametrize("budget", [4 * B, 1 << 40])
@@ -238,13 +242,15 @@ def test_spill_brings_the_block_after_a_hot_block_edge(tmp_path):
     assert spilled > plain_runs
 
 
-def test_filter_picks_one_set_of_blocks_from_the_filter_layer_for_every_layer(tmp_path):
+@pytest.mark.parametrize("rows", [0, 2])
+def test_filter_picks_one_set_of_blocks_from_the_filter_layer_for_every_layer(rows, tmp_path):
     """GemFilter-style: the first pass stops at the filter layer, whose exact
-    mass summed over heads picks one set of blocks; the question's real pass
-    and the pinned decode use it in every layer and head."""
+    mass summed over heads (of every question token, or of the last `rows`)
+    picks one set of blocks; the question's real pass and the pinned decode
+    use it in every layer and head."""
     model, engine, doc, cache = _setup(tmp_path, doc_len=192, budget_tokens=3 * B,
                                        question_scoring="filter", spill_tokens=0,
-                                       pin_fraction=1.0, filter_depth=0.5)
+                                       pin_fraction=1.0, filter_depth=0.5, filter_rows=rows)
     question = _rand(8, 23)
     attn = SparseAttention(model.cfg, [cache], engine.config.sparse, local_max=len(question) + 1)
     with torch.no_grad():
@@ -266,7 +272,7 @@ def test_filter_picks_one_set_of_blocks_from_the_filter_layer_for_every_layer(tm
     ref = _ReferenceDense(model.cfg, len(doc), allowed)
     with torch.no_grad():
         model(torch.tensor(doc + question), ref, stop_after=attn.filter_layer)
-    mass = _dense_block_mass(ref, attn.filter_layer, len(doc), model.cfg.group)[:, 1:]
+    mass = _dense_block_mass(ref, attn.filter_layer, len(doc), model.cfg.group, rows)[:, 1:]
     expected = mass.sum(0).topk(3).indices
     assert torch.equal(first[0], expected)
     # every layer of the real pass attended exactly those blocks
