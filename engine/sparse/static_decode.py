@@ -202,7 +202,8 @@ class StaticDecoder:
             if n_past:
                 lk[:, :n_past], lv[:, :n_past] = attn._local[i]
             mask = sval.expand(H, -1)[:, None, :].clone()
-            st = LayerState(sk.float(), sv.float(), mask, mask[:, 0].to(torch.int8), lk, lv,
+            st = LayerState(sk.float().contiguous(), sv.float().contiguous(), mask,
+                            mask[:, 0].to(torch.int8), lk, lv,
                             None, None, None, None, None, None)
             if k:
                 st.host_k, st.host_v = cache.keys[i], cache.values[i]
