@@ -15,9 +15,13 @@ moves. This step does the same arithmetic with every shape fixed once:
   blocks from pinned host memory;
 - pooled keys are rotated where positions.py's PositionPlan puts them (the
   candidate's own position while everything fits the window, else slot
-  rank i in document order at S + i*B) by the kernels of
-  pool_attention.py, sinks and the local window as there, and attended
-  exactly in float32;
+  rank i in document order at S + i*B) and attended exactly in float32
+  with the sinks and the local window: on CUDA in the two kernels of
+  fused_attention.py, else as pool_attention.py's pool part merged with
+  the near part by log-sum-exp;
+- a selection that cannot move (every block pinned by the question) fills
+  the pool once, before the first step; q/k/v and gate/up are one matrix
+  product each (model.Block.fused_weights);
 - the next token (greedy) and the counters are updated on the device, so a
   whole step is one graph replay with no host sync inside.
 
