@@ -39,6 +39,11 @@ POLICIES = {
                          filter_rows=1),
     # the same pick, the blocks packed after the sinks (as past the window)
     "filter-packed": dict(positions="reassigned", question_scoring="filter", pin_fraction=1.0),
+    # the unselected blocks still attended, each as one mean key and value
+    "filter-mean": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                        unselected="mean"),
+    "filter-packed-mean": dict(positions="reassigned", question_scoring="filter",
+                               pin_fraction=1.0, unselected="mean"),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0),
 }

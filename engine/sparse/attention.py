@@ -54,6 +54,7 @@ from .selectors import LayerCandidates, aggregate, make_selector
 
 EVERYTHING = 1 << 40   # a budget that selects every block
 QUESTION_SCORING = ("filter", "hybrid", "exact", "selector")
+UNSELECTED = ("drop", "mean")
 
 
 @dataclass
@@ -70,6 +71,9 @@ class SparseConfig:
     spill_tokens: int = 16            # exact scores also count neighbours' nearest tokens
     filter_rows: int = 0              # "filter": the question's last N tokens pick (0: all);
                                       # GemFilter reads the last token's attention alone
+    unselected: str = "drop"          # "drop", or "mean": every unselected block still
+                                      # attended as one summary key (mean key, mean value,
+                                      # weighted by its token count)
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -83,6 +87,9 @@ class SparseConfig:
             raise ValueError(f"spill_tokens must be >= 0, not {self.spill_tokens}")
         if self.filter_rows < 0:
             raise ValueError(f"filter_rows must be >= 0, not {self.filter_rows}")
+        if self.unselected not in UNSELECTED:
+            raise ValueError(f"unselected must be one of {', '.join(UNSELECTED)}, "
+                             f"not {self.unselected!r}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
 
@@ -158,6 +165,7 @@ class SparseAttention(QuestionPicking):
         self._sinks: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         self._cands: dict[int, LayerCandidates] = {}
         self._local: dict[int, tuple[Tensor, Tensor]] = {}
+        self._summary: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         self._local_rope: tuple = (None, None)
         self.selections: dict[int, Tensor] = {}     # layer -> last [kv_heads, k] candidate ids
         self.question_picks: dict[int, Tensor] = {}  # layer -> the question's ids, best first
@@ -211,6 +219,44 @@ class SparseAttention(QuestionPicking):
                 centroids=join(cents) if full else None,
                 labels=join(labels) if full else None)
         return self._cands[layer]
+
+    def _summaries(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Every candidate block as one key and value (`unselected="mean"`):
+        the mean pre-RoPE key rotated at the block's centre, the mean value,
+        and log(token count) to add to its logit, so that the blocks left
+        out still take about the share of the softmax that dense attention
+        gives them instead of handing it to the selected ones (which, among
+        look-alike facts, made the model answer a neighbour's)."""
+        if layer not in self._summary:
+            D = self.cfg.head_dim
+            means = [self._block_values(ci, layer) for ci in range(len(self.caches))]
+            vmean = (means[0] if len(means) == 1 else torch.cat(means, 1)).to(self.device)
+            count = self.cand_valid.float()
+            cos, sin = rope_cos_sin(self.cand_pos.float() + (count - 1) / 2, D,
+                                    self.cfg.rope_theta)
+            kmean = apply_rope(self._candidates(layer).kmean.float(), cos, sin)
+            self._summary[layer] = (kmean, vmean.float(), count.log())
+        return self._summary[layer]
+
+    def _block_values(self, ci: int, layer: int) -> Tensor:
+        """Mean value of each candidate block of cache ci [kv_heads, n, D]:
+        stored beside the keys' representatives, or (caches built before
+        them) averaged from the stored values."""
+        c, blocks = self.caches[ci], torch.tensor(self._cand_blocks[ci], dtype=torch.long)
+        if c.reps.vmean is not None:
+            return c.reps.vmean[layer][:, blocks.to(c.reps.vmean.device)]
+        from .representatives import block_means
+
+        v = c.values[layer][:, blocks.to(c.values[layer].device)].float().cpu()
+        ok = torch.arange(self.block)[None, :] < c.valid_lengths()[blocks][:, None]
+        return block_means(v, ok)
+
+    def summarises(self) -> bool:
+        """Whether unselected blocks are attended as summaries: with
+        `unselected="mean"` while the blocks keep their own positions (past
+        the window a summary has no place; there it measured no better)."""
+        return (self.config.unselected == "mean" and self.plan.original
+                and not self.plan.everything and self.plan.n_select > 0)
 
     def select(self, layer: int, q: Tensor, positions: Tensor | None = None) -> Tensor:
         """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads,
@@ -324,10 +370,18 @@ class SparseAttention(QuestionPicking):
         mask = torch.cat([torch.cat(valid, 1)[:, None, :].expand(H, T, n_doc),
                           causal[None].expand(H, T, -1)], dim=2)              # [H, T, L]
         mask = mask[:, None].expand(H, G, T, -1).reshape(H, G * T, -1)
+        if sel is not None and self.summarises():
+            k_sum, v_sum, bias = self._summaries(layer)
+            bias = bias.expand(H, -1).scatter(1, sel, float("-inf"))       # selected: exact
+            keys, values = torch.cat([keys, k_sum], 1), torch.cat([values, v_sum], 1)
+            mask = torch.cat([torch.zeros_like(mask, dtype=torch.float32).masked_fill(
+                ~mask, float("-inf")), bias[:, None].expand(H, G * T, -1)], 2)
 
         if self.record:
             logits = (q_rot.float() @ keys.transpose(1, 2)) * D ** -0.5
-            probs = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+            logits = (logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
+                      else logits + mask)
+            probs = torch.softmax(logits, dim=-1)
             self._attribute(probs, sel)
             out = probs @ values
         else:

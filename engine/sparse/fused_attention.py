@@ -50,13 +50,13 @@ def usable(pool_k: Tensor, sink_len: int, local_len: int) -> bool:
 
 
 def fused_attention(q: Tensor, pool_k: Tensor, pool_v: Tensor, base: Tensor, cos: Tensor,
-                    sin: Tensor, valid: Tensor, sink_k: Tensor, sink_v: Tensor, sink_ok: Tensor,
+                    sin: Tensor, valid: Tensor, sink_k: Tensor, sink_v: Tensor, sink_bias: Tensor,
                     local_k: Tensor, local_v: Tensor, n_local: Tensor, k_new: Tensor,
                     v_new: Tensor, slot_tok: Tensor, sink_tok: Tensor, mass: Tensor | None,
                     dump: int) -> Tensor:
     """Attention output [H, G, D] (float32) of the queries q [H, G, D]
-    (rotated, scaled) over the sinks (sink_k/v [H, S, D], rotated; sink_ok
-    [H, S] int8), the pool (pool_k/v [H, k, B, D], keys before RoPE, slot s
+    (rotated, scaled) over the sinks (sink_k/v [H, S, D], rotated; sink_bias
+    [H, S] float32 added to their logits, -inf for padding), the pool (pool_k/v [H, k, B, D], keys before RoPE, slot s
     rotated from row base[h, s] of cos/sin, valid[h, s] tokens) and the local
     window (local_k/v [H, L, D], rotated, positions 0..n_local[0] valid).
     The token's own key and value (k_new/v_new, [H, D] float32, the key
@@ -76,7 +76,7 @@ def fused_attention(q: Tensor, pool_k: Tensor, pool_v: Tensor, base: Tensor, cos
     logits = torch.empty(H, G, P, B, dtype=torch.float32, device=dev)
     out = torch.empty(H, G, D, dtype=torch.float32, device=dev)
     _parts_kernel[(H, P)](q.contiguous(), pool_k, pool_v, base, cos, sin, valid, sink_k, sink_v,
-                          sink_ok, local_k, local_v, n_local, k_new.contiguous(),
+                          sink_bias, local_k, local_v, n_local, k_new.contiguous(),
                           v_new.contiguous(), m, ell, acc, logits, out,
                           k, n_sink, P, G=G, B=B, D=D)
     record = mass is not None
@@ -89,7 +89,7 @@ def fused_attention(q: Tensor, pool_k: Tensor, pool_v: Tensor, base: Tensor, cos
 if triton is not None:
     @triton.jit
     def _parts_kernel(q_ptr, pk_ptr, pv_ptr, base_ptr, cos_ptr, sin_ptr, valid_ptr,
-                      sk_ptr, sv_ptr, sok_ptr, lk_ptr, lv_ptr, nloc_ptr, knew_ptr, vnew_ptr,
+                      sk_ptr, sv_ptr, sbias_ptr, lk_ptr, lv_ptr, nloc_ptr, knew_ptr, vnew_ptr,
                       m_ptr, l_ptr, acc_ptr, logit_ptr, out_ptr,
                       K_SLOTS, N_SINK, P, G: tl.constexpr, B: tl.constexpr, D: tl.constexpr):
         h = tl.program_id(0)
@@ -109,13 +109,15 @@ if triton is not None:
             kr = key * tl.load(cos_ptr + tab) + key_rot * sign[None, :] * tl.load(sin_ptr + tab)
             vv = tl.load(pv_ptr + base + rows).to(tl.float32)
             ok = t < tl.load(valid_ptr + h * K_SLOTS + p)
+            bias = tl.zeros([B], dtype=tl.float32)
         elif p < K_SLOTS + N_SINK:            # a tile of the sinks (rotated at 0..S)
             j = p - K_SLOTS
             n = N_SINK * B
             base = (h * n + j * B).to(tl.int64) * D
             kr = tl.load(sk_ptr + base + rows)
             vv = tl.load(sv_ptr + base + rows)
-            ok = tl.load(sok_ptr + h * n + j * B + t) != 0
+            bias = tl.load(sbias_ptr + h * n + j * B + t)
+            ok = bias != float("-inf")
         else:                                 # a tile of the local window
             j = p - K_SLOTS - N_SINK
             n = (P - K_SLOTS - N_SINK) * B
@@ -124,6 +126,7 @@ if triton is not None:
             vv = tl.load(lv_ptr + base + rows)
             newest = tl.load(nloc_ptr)
             ok = j * B + t <= newest
+            bias = tl.zeros([B], dtype=tl.float32)
             # this token's key and value: used here, and kept in the window
             is_new = (j * B + t == newest)[:, None]
             k_new = tl.load(knew_ptr + h * D + d)
@@ -136,7 +139,7 @@ if triton is not None:
                 tl.store(lv_ptr + at + d, v_new)
         for g in tl.static_range(G):
             qg = tl.load(q_ptr + (h * G + g) * D + d)
-            logit = tl.where(ok, tl.sum(kr * qg[None, :], axis=1), float("-inf"))
+            logit = tl.where(ok, tl.sum(kr * qg[None, :], axis=1) + bias, float("-inf"))
             mx = tl.max(logit, axis=0)
             e = tl.exp(logit - tl.where(mx == float("-inf"), 0.0, mx))
             row = (h * G + g) * P + p

@@ -135,19 +135,24 @@ class SparseEngine:
     def uses_static(self, attn: SparseAttention) -> bool:
         """Whether this answer decodes through the graph-captured step: not
         when off, on a CPU ("auto"), over several caches, with int8/int4
-        weights. On a GPU the dynamic step is bound by kernel launches."""
+        weights, or with unselected blocks summarised while the selection can
+        move. On a GPU the dynamic step is bound by kernel launches."""
         how = self.config.static_decode
         if how == "off" or (how == "auto" and self.model.device.type != "cuda"):
             return False
         cache = attn.caches[0]
         readable = cache.device.type == "cpu" or cache.placement in ("pinned", "device")
+        # summaries of the left-out blocks need a selection fixed by the question
+        summarised = attn.summarises() and attn.config.pin_fraction < 1.0
         if len(attn.caches) != 1 or self.model.mode not in ("float32", "bfloat16") \
-                or not readable:
+                or not readable or summarised:
             if how == "on":
                 raise ValueError("the static decode step needs one document cache, float32 "
-                                 "or bfloat16 weights and, on a GPU, pinned or device K/V "
+                                 "or bfloat16 weights, summaries only with every block "
+                                 "pinned and, on a GPU, pinned or device K/V "
                                  f"({len(attn.caches)} caches, {self.model.mode} weights, "
-                                 f"{cache.placement} K/V)")
+                                 f"{cache.placement} K/V, unselected "
+                                 f"{attn.config.unselected}, pin {attn.config.pin_fraction})")
             return False
         return True
 

@@ -39,7 +39,7 @@ from torch import Tensor
 from storage.errors import is_no_space
 
 from .model import Transformer, apply_rope, causal_mask, rope_cos_sin
-from .representatives import BlockRepresentatives, block_bounds, layer_centroids
+from .representatives import BlockRepresentatives, block_bounds, block_means, layer_centroids
 
 FORMAT_VERSION = 1
 KV_DTYPES = {"float32": (np.float32, torch.float32),
@@ -315,7 +315,7 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
             model(ids[start:start + config.chunk], attn, last_only=True)
         metadata = {"prefill_max_distance": attn.max_distance, **(metadata or {})}
         del attn
-        reps = _representatives(k_maps, layout, config.n_centroids)
+        reps = _representatives(k_maps, v_maps, layout, config.n_centroids)
         for m in k_maps + v_maps:
             m.flush()
         del k_maps, v_maps
@@ -335,13 +335,14 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
     return open_cache(path, device=device or model.device, placement=placement)
 
 
-def _representatives(k_maps: list[np.memmap], layout: KVLayout,
+def _representatives(k_maps: list[np.memmap], v_maps: list[np.memmap], layout: KVLayout,
                      n_centroids: int) -> BlockRepresentatives:
     valid = torch.arange(layout.n_blocks * layout.block_size) < layout.tokens
     valid = valid.view(layout.n_blocks, layout.block_size)
     parts: dict[str, list[Tensor]] = {"kmin": [], "kmax": [], "kmean": [],
-                                      "centroids": [], "labels": []}
-    for m in k_maps:
+                                      "centroids": [], "labels": [], "vmean": []}
+    for m, mv in zip(k_maps, v_maps):
+        parts["vmean"].append(block_means(_as_torch(mv, layout.dtype).float(), valid))
         keys = _as_torch(m, layout.dtype).float()
         for name, t in zip(("kmin", "kmax", "kmean"), block_bounds(keys, valid)):
             parts[name].append(t)
@@ -365,20 +366,21 @@ def random_cache(path: Path | str | None, layout: KVLayout, *, seed: int = 0,
         if placement == "mmap":
             raise ValueError("an in-memory cache needs placement 'pinned' or 'device'")
         dt = KV_DTYPES[layout.dtype][1]
-        keys, values, kmins, kmaxs, kmeans_ = [], [], [], [], []
+        keys, values, kmins, kmaxs, kmeans_, vmeans = [], [], [], [], [], []
         valid = (torch.arange(layout.n_blocks * layout.block_size) < layout.tokens).view(
             layout.n_blocks, layout.block_size).to(device)
         for _ in range(layout.layers):
             pair = [torch.randn(layout.shape, dtype=dt, device=device) for _ in range(2)]
             mn, mx, mean = block_bounds(pair[0].float(), valid)
             kmins.append(mn), kmaxs.append(mx), kmeans_.append(mean)
+            vmeans.append(block_means(pair[1].float(), valid))
             if placement == "pinned":
                 pair = [t.cpu().pin_memory() if torch.cuda.is_available() else t.cpu()
                         for t in pair]
             keys.append(pair[0])
             values.append(pair[1])
         reps = BlockRepresentatives(torch.stack(kmins), torch.stack(kmaxs),
-                                    torch.stack(kmeans_)).to(device)
+                                    torch.stack(kmeans_), vmean=torch.stack(vmeans)).to(device)
         if reps.kmin.device.type == "cuda":
             reps = reps.compact()
         return KVCache(Path("<memory>"), layout, keys, values, reps, placement, "random",
@@ -387,16 +389,15 @@ def random_cache(path: Path | str | None, layout: KVLayout, *, seed: int = 0,
     tmp = temp_dir(path)
     tmp.mkdir(parents=True)
     try:
-        k_maps = []
+        maps: dict[str, list[np.memmap]] = {"k": [], "v": []}
         for i in range(layout.layers):
             for name in ("k", "v"):
                 m = _create(tmp / f"{name}_{i}.bin", layout)
                 x = torch.randn(layout.shape, generator=gen).to(KV_DTYPES[layout.dtype][1])
                 m[:] = (x.view(torch.uint16) if layout.dtype == "bfloat16" else x).numpy()
                 m.flush()
-                if name == "k":
-                    k_maps.append(m)
-        _representatives(k_maps, layout, 0).save(tmp / "representatives.pt")
+                maps[name].append(m)
+        _representatives(maps["k"], maps["v"], layout, 0).save(tmp / "representatives.pt")
         meta = {"format": FORMAT_VERSION, "layout": asdict(layout), "tokens_sha256": "random",
                 "metadata": {"random": True}}
         _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))

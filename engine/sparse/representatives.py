@@ -8,6 +8,8 @@ that. Kept per layer and KV head, computed from the keys *before* RoPE:
   an upper bound on any key of the block, so a block holding one sharp
   match (a needle) is not averaged away;
 - the mean key: a cheaper, smoother estimate;
+- the mean value: with the mean key, one summary token standing for a
+  block that the selection leaves out (`SparseConfig.unselected="mean"`);
 - optionally k-means centroids of all the document's keys (Squeezed
   Attention), with each token's centroid label, so a block scores as its
   best-matching centroid.
@@ -30,11 +32,12 @@ class BlockRepresentatives:
     kmean: Tensor
     centroids: Tensor | None = None   # [layers, kv_heads, n_centroids, head_dim]
     labels: Tensor | None = None      # [layers, kv_heads, n_blocks, block] int32, -1 = padding
+    vmean: Tensor | None = None       # mean value per block (caches built before it: None)
 
     def to(self, device: torch.device | str) -> "BlockRepresentatives":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return BlockRepresentatives(move(self.kmin), move(self.kmax), move(self.kmean),
-                                    move(self.centroids), move(self.labels))
+                                    move(self.centroids), move(self.labels), move(self.vmean))
 
     def compact(self) -> "BlockRepresentatives":
         """Bounds, means and centroids in bfloat16, for the GPU, where they stay
@@ -43,12 +46,12 @@ class BlockRepresentatives:
         except for near ties."""
         half = lambda t: None if t is None else t.to(torch.bfloat16)  # noqa: E731
         return BlockRepresentatives(half(self.kmin), half(self.kmax), half(self.kmean),
-                                    half(self.centroids), self.labels)
+                                    half(self.centroids), self.labels, half(self.vmean))
 
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in
-                   (self.kmin, self.kmax, self.kmean, self.centroids, self.labels)
+                   (self.kmin, self.kmax, self.kmean, self.centroids, self.labels, self.vmean)
                    if t is not None)
 
     def save(self, path: Path) -> None:
@@ -67,9 +70,13 @@ def block_bounds(keys: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     v = valid[None, :, :, None]
     kmin = keys.masked_fill(~v, float("inf")).amin(2)
     kmax = keys.masked_fill(~v, float("-inf")).amax(2)
+    return kmin, kmax, block_means(keys, valid)
+
+
+def block_means(x: Tensor, valid: Tensor) -> Tensor:
+    """Mean over each block's valid tokens of x [kv_heads, n_blocks, block, head_dim]."""
     count = valid.sum(1).clamp(min=1)[None, :, None]
-    kmean = keys.masked_fill(~v, 0.0).sum(2) / count
-    return kmin, kmax, kmean
+    return x.masked_fill(~valid[None, :, :, None], 0.0).sum(2) / count
 
 
 def kmeans(x: Tensor, k: int, *, iters: int = 8, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -70,10 +70,10 @@ class StaticConfig:
 class LayerState:
     """Device tensors one layer's step reads and writes; shapes never change."""
 
-    sink_k: Tensor           # [H, S*B, D] float32, rotated at 0..S*B
-    sink_v: Tensor           # [H, S*B, D] float32
-    sink_mask: Tensor        # [H, 1, S*B] bool
-    sink_ok: Tensor          # [H, S*B] int8, the same mask for the fused kernels
+    sink_k: Tensor           # [H, S', D] float32, rotated at 0..S*B, then summaries
+    sink_v: Tensor           # [H, S', D] float32
+    sink_bias: Tensor        # [H, S'] float32 added to the logits: 0, -inf (padding),
+                             # log(tokens) for a left-out block's summary
     local_k: Tensor          # [H, local_max, D] float32, rotated
     local_v: Tensor          # [H, local_max, D] float32
     host_k: Tensor | None    # [H, n_blocks, B, D] stored keys (pinned host or device)
@@ -122,12 +122,13 @@ def _route(q_pre, reps, selector, head_dim: int, k: int, pinned):
     return scores.topk(k, dim=-1).indices
 
 
-def _near(q, sink_k, sink_v, sink_mask, local_k, local_v, local_mask):
+def _near(q, sink_k, sink_v, sink_bias, local_k, local_v, local_mask):
     """Attention over what is on the device before any block arrives: the
-    sinks and the local window. Returns their softmax-weighted values
-    [H, G, D], probabilities [H, G, S*B + local_max] and log-sum-exp
-    [H, G, 1], so the pool's part can be merged in once it is fetched."""
-    logits = torch.cat([(q @ sink_k.transpose(1, 2)).masked_fill(~sink_mask, float("-inf")),
+    sinks (and summaries) and the local window. Returns their
+    softmax-weighted values [H, G, D], probabilities [H, G, S' + local_max]
+    and log-sum-exp [H, G, 1], so the pool's part can be merged in once it
+    is fetched."""
+    logits = torch.cat([q @ sink_k.transpose(1, 2) + sink_bias[:, None, :],
                         (q @ local_k.transpose(1, 2)).masked_fill(~local_mask, float("-inf"))],
                        -1)
     lse = torch.logsumexp(logits, -1, keepdim=True)     # finite: the newest token is local
@@ -205,9 +206,8 @@ class StaticDecoder:
             lv = torch.zeros_like(lk)
             if n_past:
                 lk[:, :n_past], lv[:, :n_past] = attn._local[i]
-            mask = sval.expand(H, -1)[:, None, :].clone()
-            st = LayerState(sk.float().contiguous(), sv.float().contiguous(), mask,
-                            mask[:, 0].to(torch.int8), lk, lv,
+            bias = torch.zeros(H, sval.shape[0], device=dev).masked_fill(~sval, float("-inf"))
+            st = LayerState(sk.float().contiguous(), sv.float().contiguous(), bias, lk, lv,
                             None, None, None, None, None, None)
             if k:
                 st.host_k, st.host_v = cache.keys[i], cache.values[i]
@@ -244,10 +244,6 @@ class StaticDecoder:
             self._base = torch.zeros(H, k, dtype=torch.long, device=dev)
             self._valid = torch.zeros(H, k, dtype=torch.long, device=dev)
             self._tok = torch.zeros(H, k, dtype=torch.long, device=dev)
-        idx = torch.arange(self.layers[0].sink_k.shape[1], device=dev)
-        self._sink_tok = torch.where((idx < attn.sink_valid)
-                                     & (idx >= attn.config.attribution_skip), idx,
-                                     attn.total_tokens)
         self.block_offsets = torch.arange(B, device=dev)
         self.logits = torch.zeros(cfg.vocab_size, device=dev)
         self._local_pos = torch.arange(L, device=dev)
@@ -263,6 +259,12 @@ class StaticDecoder:
         # whether decoding can select blocks the question did not (to fetch)
         self.moves = bool(k) and self.fixed_sel is None and any(
             st.pinned is None or st.pinned.shape[1] < k for st in self.layers)
+        if attn.summarises():
+            self._add_summaries()
+        idx = torch.arange(self.layers[0].sink_k.shape[1], device=dev)
+        self._sink_tok = torch.where((idx < attn.sink_valid)      # summaries: not attributed
+                                     & (idx >= attn.config.attribution_skip), idx,
+                                     attn.total_tokens)
         can_fuse = bool(k) and self.config.fused and usable(
             self.layers[0].pool_k, self.layers[0].sink_k.shape[1], L)
         overlap = self.moves and not can_fuse if self.config.overlap is None \
@@ -275,6 +277,27 @@ class StaticDecoder:
         if k and not self.moves:
             self._freeze()
         self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _add_summaries(self) -> None:
+        """Attend every block the selection leaves out as one summary token
+        (SparseAttention._summaries) after the sinks: its bias is log(tokens),
+        -inf for the selected blocks and the padding to whole tiles. The
+        selection must not move, or the biases would change every step."""
+        if self.moves:
+            raise NotImplementedError("summaries of unselected blocks need a selection that "
+                                      "cannot move while decoding (pin_fraction=1)")
+        B = self.attn.block
+        for i, st in enumerate(self.layers):
+            k_sum, v_sum, log_count = self.attn._summaries(i)
+            H, n, D = k_sum.shape
+            sel = self.fixed_sel if self.fixed_sel is not None else st.pinned
+            bias = log_count.expand(H, n).scatter(1, sel, float("-inf"))
+            pad = -n % B
+            zeros = k_sum.new_zeros(H, pad, D)
+            st.sink_k = torch.cat([st.sink_k, k_sum, zeros], 1).contiguous()
+            st.sink_v = torch.cat([st.sink_v, v_sum, zeros], 1).contiguous()
+            st.sink_bias = torch.cat([st.sink_bias, bias, bias.new_full((H, pad), float(
+                "-inf"))], 1).contiguous()
 
     # -- one step ------------------------------------------------------------
     def _fill(self, st: LayerState, sel: Tensor, base: Tensor, valid: Tensor,
@@ -323,7 +346,7 @@ class StaticDecoder:
             base, valid, tok_first = self._pool(st, q_pre)
         if self.fused:              # it also writes k_rot, v into the local window
             out = fused_attention(q_rot, st.pool_k, st.pool_v, base, self.rope_cos,
-                                  self.rope_sin, valid, st.sink_k, st.sink_v, st.sink_ok,
+                                  self.rope_sin, valid, st.sink_k, st.sink_v, st.sink_bias,
                                   st.local_k, st.local_v, self.n_local, k_rot.view(H, D),
                                   v.view(H, D), tok_first, self._sink_tok,
                                   a._mass if self.config.record else None, a.total_tokens)
@@ -331,7 +354,7 @@ class StaticDecoder:
             st.local_k.index_copy_(1, self.n_local, k_rot)
             st.local_v.index_copy_(1, self.n_local, v)
             out_near, probs_near, lse_near = self._near(q_rot, st.sink_k, st.sink_v,
-                                                        st.sink_mask, st.local_k, st.local_v,
+                                                        st.sink_bias, st.local_k, st.local_v,
                                                         local_mask)
             if self.k:
                 if self._side is not None:

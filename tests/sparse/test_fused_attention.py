@@ -35,8 +35,9 @@ def test_fused_attention_is_one_softmax_with_its_mass(pool_dtype, n_local):
     base = torch.tensor([[0, 40, 90, 200, 300], [16, 64, 128, 250, 350]], device=dev)
     valid = torch.tensor([[B, B, 7, 0, B], [B, 3, B, B, 0]], device=dev)
     slot_tok = base + 1000                    # distinct document tokens per slot
-    sink_ok = torch.ones(H, S, dtype=torch.int8, device=dev)
-    sink_ok[:, 29:] = 0                       # the last sink positions are padding
+    sink_bias = torch.zeros(H, S, device=dev)
+    sink_bias[:, 20:29] = torch.tensor(16.0).log()   # summaries: one key for 16 tokens
+    sink_bias[:, 29:] = float("-inf")                # the last sink positions are padding
     sink_tok = torch.where(torch.arange(S, device=dev) < 29, torch.arange(S, device=dev), 2000)
     n_loc = torch.tensor([n_local], device=dev)
     dump = 2000
@@ -44,15 +45,14 @@ def test_fused_attention_is_one_softmax_with_its_mass(pool_dtype, n_local):
 
     k_new, v_new = rnd(H, D), rnd(H, D)           # this token's: written at n_local
     before_k, before_v = local_k.clone().cpu(), local_v.clone().cpu()
-    out = fused_attention(q, pool_k, pool_v, base, cos, sin, valid, sink_k, sink_v, sink_ok,
+    out = fused_attention(q, pool_k, pool_v, base, cos, sin, valid, sink_k, sink_v, sink_bias,
                           local_k, local_v, n_loc, k_new, v_new, slot_tok, sink_tok, mass, dump)
     before_k[:, n_local], before_v[:, n_local] = k_new.cpu(), v_new.cpu()
     assert torch.equal(local_k.cpu(), before_k) and torch.equal(local_v.cpu(), before_v)
 
     lp = pool_logits(q.cpu(), pool_k.cpu(), base.cpu(), cos.cpu(), sin.cpu(), valid.cpu())
     local_ok = (torch.arange(L) <= n_local)[None, None, :]
-    logits = torch.cat([(q.cpu() @ sink_k.cpu().transpose(1, 2))
-                        .masked_fill(sink_ok.cpu()[:, None, :] == 0, float("-inf")),
+    logits = torch.cat([q.cpu() @ sink_k.cpu().transpose(1, 2) + sink_bias.cpu()[:, None, :],
                         lp,
                         (q.cpu() @ local_k.cpu().transpose(1, 2))
                         .masked_fill(~local_ok, float("-inf"))], -1)

@@ -248,3 +248,43 @@ def test_attribution_points_at_the_attended_tokens(tiny_qwen, tmp_path):
     assert 0 < attr.total() <= 3 * 2 * 4 + 1e-6
     halves = attr.ranges([(0, 0, 48), (0, 48, 96)])
     assert abs(sum(halves) - attr.total()) < 1e-9
+
+
+def test_unselected_blocks_as_mean_keys_restore_their_share():
+    """`unselected="mean"` attends every block left out as one key (its mean
+    key, its mean value, weighted by its token count). Where a block's keys
+    are all equal (here zero) that summary is exact, so the sparse output
+    equals attention over every block; dropping the blocks does not."""
+    from engine.sparse.attention import SparseAttention
+    from engine.sparse.kvstore import KVLayout, random_cache
+
+    cfg = from_transformers(tiny_hf("qwen2")).cfg
+    layout = KVLayout(tokens=150, block_size=16, layers=cfg.n_layers,
+                      kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, dtype="float32")
+    cache = random_cache(None, layout, placement="pinned", seed=5)
+    for layer in range(layout.layers):
+        cache.keys[layer][:, 1:] = 0.0                   # every candidate block: zero keys
+        for rep in (cache.reps.kmin, cache.reps.kmax, cache.reps.kmean):
+            rep[layer][:, 1:] = 0.0
+    gen = torch.Generator().manual_seed(6)
+    T = 5
+    q = torch.randn(T, cfg.n_heads, cfg.head_dim, generator=gen)
+    k, v = (torch.randn(T, cfg.n_kv_heads, cfg.head_dim, generator=gen) for _ in range(2))
+
+    def run(budget, unselected):
+        attn = SparseAttention(cfg, [cache], SparseConfig(
+            budget_tokens=budget, unselected=unselected, question_scoring="selector"),
+            local_max=T)
+        return attn(0, q, k, v), attn
+
+    every, _ = run(EVERYTHING, "drop")
+    mean, attn = run(32, "mean")
+    drop, _ = run(32, "drop")
+    assert attn.plan.n_select == 2 and not attn.plan.everything
+    torch.testing.assert_close(mean, every, atol=1e-5, rtol=1e-5)
+    assert (drop - every).abs().max() > 1e-2
+    torch.testing.assert_close(run(EVERYTHING, "mean")[0], every)   # nothing left out
+    cache.reps.vmean = None     # a cache built before mean values were stored
+    torch.testing.assert_close(run(32, "mean")[0], mean)
+    with pytest.raises(ValueError, match="unselected"):
+        SparseConfig(unselected="sum")

@@ -49,12 +49,16 @@ def test_round_trip_is_exact_and_survives_reopening(tiny_qwen, tmp_path):
     # padding of the partial last block is zero and excluded from the bounds
     assert cache.keys[0][:, -1, 6:].abs().sum() == 0
     assert torch.equal(cache.reps.kmax[0][:, -1], cache.keys[0][:, -1, :6].amax(1))
+    # the mean value per block (a left-out block's summary), padding excluded
+    torch.testing.assert_close(cache.reps.vmean[1][:, -1], cache.values[1][:, -1, :6].mean(1))
+    torch.testing.assert_close(cache.reps.vmean[1][:, 2], cache.values[1][:, 2].mean(1))
 
     reopened = open_cache(path)            # a fresh process would do exactly this
     for layer in range(model.cfg.n_layers):
         assert torch.equal(reopened.keys[layer], cache.keys[layer])
         assert torch.equal(reopened.values[layer], cache.values[layer])
     assert torch.equal(reopened.reps.kmin, cache.reps.kmin)
+    assert torch.equal(reopened.reps.vmean, cache.reps.vmean)
     assert reopened.tokens_sha256 == cache.tokens_sha256
     report = reopened.report()
     assert report["kv_bytes"] == 2 * 2 * 2 * 10 * 16 * 16 * 4 and report["placement"] == "mmap"

@@ -27,18 +27,21 @@ def _cache(model, tmp_path, doc, dtype="float32"):
     return engine.prefill_document(doc)
 
 
-# (question scoring, pinned share): hybrid with half pinned moves the selection
-# while decoding, so the refill path runs; filter pins all of it
-SCORING = {"hybrid": ("hybrid", 0.5), "filter": ("filter", 1.0)}
+# (question scoring, pinned share, unselected blocks): hybrid with half pinned
+# moves the selection while decoding, so the refill path runs; filter pins
+# all of it; "filter-mean" also attends each left-out block as one summary
+SCORING = {"hybrid": ("hybrid", 0.5, "drop"), "filter": ("filter", 1.0, "drop"),
+           "filter-mean": ("filter", 1.0, "mean"), "hybrid-mean": ("hybrid", 0.5, "mean")}
 
 
 def _attention(model, cache, budget, prompt, n_new, selector="quest", scoring="hybrid"):
     """A SparseAttention that has run the prompt; returns it and the logits."""
-    how, pin = SCORING[scoring]
+    how, pin, unselected = SCORING[scoring]
     attn = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=budget,
                                                             selector=selector,
                                                             question_scoring=how,
-                                                            pin_fraction=pin),
+                                                            pin_fraction=pin,
+                                                            unselected=unselected),
                            local_max=len(prompt) + n_new)
     with torch.no_grad():
         logits = question_forward(model, torch.tensor(prompt, device=model.device), attn,
@@ -66,7 +69,8 @@ def _reference(model, cache, budget, prompt, n_new, selector="quest", feed=None,
     ("qwen2", 32, "quest", 512, "hybrid"), ("llama", 48, "quest", 512, "hybrid"),
     ("llama", 32, "mean", 512, "hybrid"), ("qwen2", EVERYTHING, "quest", 512, "hybrid"),
     ("llama", 48, "quest", 128, "hybrid"),  # document past the window: reassigned positions
-    ("llama", 48, "quest", 512, "filter"), ("llama", 48, "quest", 128, "filter")])
+    ("llama", 48, "quest", 512, "filter"), ("llama", 48, "quest", 128, "filter"),
+    ("llama", 48, "quest", 512, "filter-mean")])
 def test_static_step_equals_sparse_decode(kind, budget, selector, window, scoring, tmp_path):
     model = from_transformers(tiny_hf(kind, seed=1, window=window))
     cache = _cache(model, tmp_path, _rand(300, 21))
@@ -80,6 +84,8 @@ def test_static_step_equals_sparse_decode(kind, budget, selector, window, scorin
     dec = StaticDecoder(model, attn, StaticConfig(graph=False))
     if window == 128:
         assert not attn.plan.everything and attn.plan.local_start < 300
+    if scoring == "filter-mean":   # one summary per candidate block after the sink block
+        assert attn.summarises() and dec.layers[0].sink_k.shape[1] == 16 + 32
     changed = 0
     for step, token in enumerate(fed):
         logits = dec.step(token)
@@ -88,13 +94,27 @@ def test_static_step_equals_sparse_decode(kind, budget, selector, window, scorin
             assert torch.equal(sel, ref_sels[step][layer]), (step, layer)
             if step and not torch.equal(sel, ref_sels[step - 1][layer]):
                 changed += 1
-    if budget != EVERYTHING and scoring == "filter":
+    if budget != EVERYTHING and scoring.startswith("filter"):
         assert not changed, "every block is pinned: the selection may not move"
     elif budget != EVERYTHING:
         assert changed, "the selection never changed: the refill path went untested"
         assert 0 < int(dec.fetched) < n_new * model.cfg.n_layers * model.cfg.n_kv_heads * dec.k
     torch.testing.assert_close(attn.attribution().per_cache[0],
                                ref_attn.attribution().per_cache[0], atol=1e-6, rtol=1e-5)
+
+
+def test_summaries_need_a_selection_that_cannot_move(tmp_path):
+    """Left-out blocks' summaries are fixed biases in the step: with a
+    selection that moves they are refused, and the engine decodes through
+    its dynamic path instead."""
+    model = from_transformers(tiny_hf("llama", seed=1))
+    cache = _cache(model, tmp_path, _rand(300, 21))
+    attn, _ = _attention(model, cache, 48, _rand(9, 22), 4, scoring="hybrid-mean")
+    with pytest.raises(NotImplementedError, match="cannot move"):
+        StaticDecoder(model, attn, StaticConfig(graph=False))
+    engine = SparseEngine(model, "tiny", tmp_path, EngineConfig(static_decode="on"))
+    with pytest.raises(ValueError, match="summaries only with every block pinned"):
+        engine.uses_static(attn)
 
 
 def test_everything_budget_equals_dense(tmp_path):
@@ -191,20 +211,20 @@ def test_near_and_pool_merged_by_log_sum_exp_equal_one_softmax(pool_valid):
     sink_k, sink_v = torch.randn(H, S, D, generator=g), torch.randn(H, S, D, generator=g)
     local_k, local_v = torch.randn(H, L, D, generator=g), torch.randn(H, L, D, generator=g)
     pool_k, pool_v = torch.randn(H, k * B, D, generator=g), torch.randn(H, k * B, D, generator=g)
-    sink_mask = torch.tensor([True, True, True, False]).expand(H, 1, S)
+    sink_bias = torch.tensor([0.0, 0.0, 1.5, float("-inf")]).expand(H, S)  # summary, padding
     local_mask = (torch.arange(L) < 4)[None, None, :]
     slot_valid = torch.full((H, k), B)
     slot_valid[:, pool_valid:] = 0                      # slots past pool_valid are empty
     offsets = torch.arange(B)
     pool_mask = (offsets < slot_valid[..., None]).view(H, 1, k * B)
     pool_logits = (q @ pool_k.transpose(1, 2)).masked_fill(~pool_mask, float("-inf"))
-    out_near, probs_near, lse_near = _near(q, sink_k, sink_v, sink_mask, local_k, local_v,
+    out_near, probs_near, lse_near = _near(q, sink_k, sink_v, sink_bias, local_k, local_v,
                                            local_mask)
     slot_tok = torch.arange(k)[None, :].expand(H, k) * 100
     out, p_pool, sink_mass, tok, pool_mass = _merge(out_near, probs_near, lse_near, S,
                                                     pool_logits, slot_valid, slot_tok, offsets, 999)
     out = out + p_pool @ pool_v
-    logits = torch.cat([(q @ sink_k.transpose(1, 2)).masked_fill(~sink_mask, float("-inf")),
+    logits = torch.cat([q @ sink_k.transpose(1, 2) + sink_bias[:, None, :],
                         pool_logits,
                         (q @ local_k.transpose(1, 2)).masked_fill(~local_mask, float("-inf"))], -1)
     p = torch.softmax(logits, -1)
