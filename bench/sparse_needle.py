@@ -25,27 +25,31 @@ ROOT = Path(__file__).resolve().parents[1]
 CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart", "Bergen", "Cusco",
           "Dakar", "Hanoi", "Krakow", "Mendoza", "Perth", "Reykjavik", "Tbilisi", "Windhoek"]
 
-# Selection policies compared by `--selections` (SparseConfig fields).
+# Selection policies compared by `--selections` (SparseConfig fields). All but
+# "filter-mean" (the default) drop the blocks they leave out, as before.
+DROP = dict(unselected="drop")
 POLICIES = {
-    "hybrid": dict(positions="original", question_scoring="hybrid", pin_fraction=0.5),
-    "exact": dict(positions="original", question_scoring="exact", pin_fraction=0.5),
+    "hybrid": dict(positions="original", question_scoring="hybrid", pin_fraction=0.5, **DROP),
+    "exact": dict(positions="original", question_scoring="exact", pin_fraction=0.5, **DROP),
     # GemFilter-style: one middle layer's exact attention picks for every layer
-    "filter": dict(positions="original", question_scoring="filter", pin_fraction=1.0),
-    "filter-pin50": dict(positions="original", question_scoring="filter", pin_fraction=0.5),
+    "filter": dict(positions="original", question_scoring="filter", pin_fraction=1.0, **DROP),
+    "filter-pin50": dict(positions="original", question_scoring="filter", pin_fraction=0.5,
+                         **DROP),
     # the pick read from the question's last 8 tokens / last token only (GemFilter)
     "filter-last8": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                         filter_rows=8),
+                         filter_rows=8, **DROP),
     "filter-last1": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                         filter_rows=1),
+                         filter_rows=1, **DROP),
     # the same pick, the blocks packed after the sinks (as past the window)
-    "filter-packed": dict(positions="reassigned", question_scoring="filter", pin_fraction=1.0),
-    # the unselected blocks still attended, each as one mean key and value
+    "filter-packed": dict(positions="reassigned", question_scoring="filter", pin_fraction=1.0,
+                          **DROP),
+    # the default: the left-out blocks still attended, each as one summary
+    # (mean key and value) while the blocks keep their positions
     "filter-mean": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
                         unselected="mean"),
-    "filter-packed-mean": dict(positions="reassigned", question_scoring="filter",
-                               pin_fraction=1.0, unselected="mean"),
     # before: Quest for every call, blocks packed at reassigned positions
-    "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0),
+    "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0,
+                  **DROP),
 }
 NEEDLE_PROMPTS = ("plain", "prefix")
 

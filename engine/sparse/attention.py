@@ -71,9 +71,9 @@ class SparseConfig:
     spill_tokens: int = 16            # exact scores also count neighbours' nearest tokens
     filter_rows: int = 0              # "filter": the question's last N tokens pick (0: all);
                                       # GemFilter reads the last token's attention alone
-    unselected: str = "drop"          # "drop", or "mean": every unselected block still
-                                      # attended as one summary key (mean key, mean value,
-                                      # weighted by its token count)
+    unselected: str = "mean"          # "mean": while blocks keep their positions, every
+                                      # block left out is attended as one summary (mean
+                                      # key and value, weighted by its tokens); "drop"
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -222,34 +222,38 @@ class SparseAttention(QuestionPicking):
 
     def _summaries(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:
         """Every candidate block as one key and value (`unselected="mean"`):
-        the mean pre-RoPE key rotated at the block's centre, the mean value,
+        the mean of its keys rotated where the block sits, its mean value,
         and log(token count) to add to its logit, so that the blocks left
         out still take about the share of the softmax that dense attention
         gives them instead of handing it to the selected ones (which, among
         look-alike facts, made the model answer a neighbour's)."""
         if layer not in self._summary:
-            D = self.cfg.head_dim
-            means = [self._block_values(ci, layer) for ci in range(len(self.caches))]
-            vmean = (means[0] if len(means) == 1 else torch.cat(means, 1)).to(self.device)
-            count = self.cand_valid.float()
-            cos, sin = rope_cos_sin(self.cand_pos.float() + (count - 1) / 2, D,
-                                    self.cfg.rope_theta)
-            kmean = apply_rope(self._candidates(layer).kmean.float(), cos, sin)
-            self._summary[layer] = (kmean, vmean.float(), count.log())
+            join = lambda xs: xs[0] if len(xs) == 1 else torch.cat(xs, 1)  # noqa: E731
+            krel = join([self._block_mean(ci, layer, "krel") for ci in range(len(self.caches))])
+            vmean = join([self._block_mean(ci, layer, "vmean")
+                          for ci in range(len(self.caches))])
+            cos, sin = rope_cos_sin(self.cand_pos, self.cfg.head_dim, self.cfg.rope_theta)
+            kmean = apply_rope(krel.to(self.device).float(), cos, sin)
+            self._summary[layer] = (kmean, vmean.to(self.device).float(),
+                                    self.cand_valid.float().log())
         return self._summary[layer]
 
-    def _block_values(self, ci: int, layer: int) -> Tensor:
-        """Mean value of each candidate block of cache ci [kv_heads, n, D]:
-        stored beside the keys' representatives, or (caches built before
-        them) averaged from the stored values."""
+    def _block_mean(self, ci: int, layer: int, name: str) -> Tensor:
+        """Per candidate block of cache ci [kv_heads, n, D]: its mean value
+        ("vmean") or its mean key rotated by offset ("krel"), stored beside
+        the representatives or, for caches built before them, computed from
+        the stored K/V."""
         c, blocks = self.caches[ci], torch.tensor(self._cand_blocks[ci], dtype=torch.long)
-        if c.reps.vmean is not None:
-            return c.reps.vmean[layer][:, blocks.to(c.reps.vmean.device)]
-        from .representatives import block_means
+        stored = getattr(c.reps, name)
+        if stored is not None:
+            return stored[layer][:, blocks.to(stored.device)]
+        from .representatives import block_means, rotated_block_means
 
-        v = c.values[layer][:, blocks.to(c.values[layer].device)].float().cpu()
+        src = (c.values if name == "vmean" else c.keys)[layer]
+        x = src[:, blocks.to(src.device)].float().cpu()
         ok = torch.arange(self.block)[None, :] < c.valid_lengths()[blocks][:, None]
-        return block_means(v, ok)
+        return block_means(x, ok) if name == "vmean" else \
+            rotated_block_means(x, ok, self.cfg.rope_theta)
 
     def summarises(self) -> bool:
         """Whether unselected blocks are attended as summaries: with

@@ -39,7 +39,8 @@ from torch import Tensor
 from storage.errors import is_no_space
 
 from .model import Transformer, apply_rope, causal_mask, rope_cos_sin
-from .representatives import BlockRepresentatives, block_bounds, block_means, layer_centroids
+from .representatives import (BlockRepresentatives, block_bounds, block_means,
+                              layer_centroids, rotated_block_means)
 
 FORMAT_VERSION = 1
 KV_DTYPES = {"float32": (np.float32, torch.float32),
@@ -315,7 +316,7 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
             model(ids[start:start + config.chunk], attn, last_only=True)
         metadata = {"prefill_max_distance": attn.max_distance, **(metadata or {})}
         del attn
-        reps = _representatives(k_maps, v_maps, layout, config.n_centroids)
+        reps = _representatives(k_maps, v_maps, layout, config.n_centroids, cfg.rope_theta)
         for m in k_maps + v_maps:
             m.flush()
         del k_maps, v_maps
@@ -336,14 +337,19 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
 
 
 def _representatives(k_maps: list[np.memmap], v_maps: list[np.memmap], layout: KVLayout,
-                     n_centroids: int) -> BlockRepresentatives:
+                     n_centroids: int, rope_theta: float | None) -> BlockRepresentatives:
+    """Bounds, means (and centroids) per block; the summaries' rotated mean
+    key needs the model's RoPE base (None: left out, computed when used)."""
     valid = torch.arange(layout.n_blocks * layout.block_size) < layout.tokens
     valid = valid.view(layout.n_blocks, layout.block_size)
     parts: dict[str, list[Tensor]] = {"kmin": [], "kmax": [], "kmean": [],
-                                      "centroids": [], "labels": [], "vmean": []}
+                                      "centroids": [], "labels": [], "vmean": [],
+                                      "krel": []}
     for m, mv in zip(k_maps, v_maps):
         parts["vmean"].append(block_means(_as_torch(mv, layout.dtype).float(), valid))
         keys = _as_torch(m, layout.dtype).float()
+        if rope_theta is not None:
+            parts["krel"].append(rotated_block_means(keys, valid, rope_theta))
         for name, t in zip(("kmin", "kmax", "kmean"), block_bounds(keys, valid)):
             parts[name].append(t)
         if n_centroids:
@@ -397,7 +403,8 @@ def random_cache(path: Path | str | None, layout: KVLayout, *, seed: int = 0,
                 m[:] = (x.view(torch.uint16) if layout.dtype == "bfloat16" else x).numpy()
                 m.flush()
                 maps[name].append(m)
-        _representatives(maps["k"], maps["v"], layout, 0).save(tmp / "representatives.pt")
+        _representatives(maps["k"], maps["v"], layout, 0, None).save(
+            tmp / "representatives.pt")
         meta = {"format": FORMAT_VERSION, "layout": asdict(layout), "tokens_sha256": "random",
                 "metadata": {"random": True}}
         _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))

@@ -8,8 +8,11 @@ that. Kept per layer and KV head, computed from the keys *before* RoPE:
   an upper bound on any key of the block, so a block holding one sharp
   match (a needle) is not averaged away;
 - the mean key: a cheaper, smoother estimate;
-- the mean value: with the mean key, one summary token standing for a
-  block that the selection leaves out (`SparseConfig.unselected="mean"`);
+- the mean value, and the mean key rotated by each token's offset inside
+  its block: one summary token standing for a block that the selection
+  leaves out (`SparseConfig.unselected="mean"`). Rotated once more by the
+  block's first position it is exactly the mean of the keys as attention
+  sees them (RoPE: R(p + t) = R(p) R(t)), wherever the block is placed;
 - optionally k-means centroids of all the document's keys (Squeezed
   Attention), with each token's centroid label, so a block scores as its
   best-matching centroid.
@@ -22,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .model import apply_rope, rope_cos_sin
+
 
 @dataclass
 class BlockRepresentatives:
@@ -33,11 +38,13 @@ class BlockRepresentatives:
     centroids: Tensor | None = None   # [layers, kv_heads, n_centroids, head_dim]
     labels: Tensor | None = None      # [layers, kv_heads, n_blocks, block] int32, -1 = padding
     vmean: Tensor | None = None       # mean value per block (caches built before it: None)
+    krel: Tensor | None = None        # mean of R(t) k_t, t the offset in the block (idem)
 
     def to(self, device: torch.device | str) -> "BlockRepresentatives":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return BlockRepresentatives(move(self.kmin), move(self.kmax), move(self.kmean),
-                                    move(self.centroids), move(self.labels), move(self.vmean))
+                                    move(self.centroids), move(self.labels), move(self.vmean),
+                                    move(self.krel))
 
     def compact(self) -> "BlockRepresentatives":
         """Bounds, means and centroids in bfloat16, for the GPU, where they stay
@@ -46,12 +53,14 @@ class BlockRepresentatives:
         except for near ties."""
         half = lambda t: None if t is None else t.to(torch.bfloat16)  # noqa: E731
         return BlockRepresentatives(half(self.kmin), half(self.kmax), half(self.kmean),
-                                    half(self.centroids), self.labels, half(self.vmean))
+                                    half(self.centroids), self.labels, half(self.vmean),
+                                    half(self.krel))
 
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in
-                   (self.kmin, self.kmax, self.kmean, self.centroids, self.labels, self.vmean)
+                   (self.kmin, self.kmax, self.kmean, self.centroids, self.labels, self.vmean,
+                    self.krel)
                    if t is not None)
 
     def save(self, path: Path) -> None:
@@ -77,6 +86,14 @@ def block_means(x: Tensor, valid: Tensor) -> Tensor:
     """Mean over each block's valid tokens of x [kv_heads, n_blocks, block, head_dim]."""
     count = valid.sum(1).clamp(min=1)[None, :, None]
     return x.masked_fill(~valid[None, :, :, None], 0.0).sum(2) / count
+
+
+def rotated_block_means(keys: Tensor, valid: Tensor, theta: float) -> Tensor:
+    """Mean over each block's valid tokens of its pre-RoPE keys [kv_heads,
+    n_blocks, block, head_dim], each rotated by its offset in the block."""
+    cos, sin = rope_cos_sin(torch.arange(keys.shape[2], device=keys.device), keys.shape[-1],
+                            theta)
+    return block_means(apply_rope(keys.float(), cos, sin), valid)
 
 
 def kmeans(x: Tensor, k: int, *, iters: int = 8, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ import torch
 
 from engine.sparse.kvstore import (KVCacheError, PrefillConfig, build_cache, cache_dir,
                                    open_cache)
-from engine.sparse.model import DenseAttention
+from engine.sparse.model import DenseAttention, apply_rope, rope_cos_sin
 
 
 class Capture(DenseAttention):
@@ -52,6 +52,14 @@ def test_round_trip_is_exact_and_survives_reopening(tiny_qwen, tmp_path):
     # the mean value per block (a left-out block's summary), padding excluded
     torch.testing.assert_close(cache.reps.vmean[1][:, -1], cache.values[1][:, -1, :6].mean(1))
     torch.testing.assert_close(cache.reps.vmean[1][:, 2], cache.values[1][:, 2].mean(1))
+    # and the mean key rotated by offset: at any block start p, R(p) krel is the
+    # mean of the keys rotated where they sit
+    p = 37
+    cos, sin = rope_cos_sin(torch.arange(p, p + 16), model.cfg.head_dim, model.cfg.rope_theta)
+    want = apply_rope(cache.keys[1][:, 2].float(), cos, sin).mean(1)
+    c0, s0 = rope_cos_sin(torch.tensor([p]), model.cfg.head_dim, model.cfg.rope_theta)
+    torch.testing.assert_close(apply_rope(cache.reps.krel[1][:, 2][:, None], c0, s0)[:, 0],
+                               want, atol=1e-5, rtol=1e-5)
 
     reopened = open_cache(path)            # a fresh process would do exactly this
     for layer in range(model.cfg.n_layers):
@@ -59,6 +67,7 @@ def test_round_trip_is_exact_and_survives_reopening(tiny_qwen, tmp_path):
         assert torch.equal(reopened.values[layer], cache.values[layer])
     assert torch.equal(reopened.reps.kmin, cache.reps.kmin)
     assert torch.equal(reopened.reps.vmean, cache.reps.vmean)
+    assert torch.equal(reopened.reps.krel, cache.reps.krel)
     assert reopened.tokens_sha256 == cache.tokens_sha256
     report = reopened.report()
     assert report["kv_bytes"] == 2 * 2 * 2 * 10 * 16 * 16 * 4 and report["placement"] == "mmap"

@@ -25,6 +25,9 @@ def _rand(n, seed):
 
 
 def _setup(tmp_path, *, doc_len=200, seed=21, kind="llama", **sparse):
+    """Left-out blocks dropped unless asked: these tests compare with dense
+    attention masked to the selected blocks."""
+    sparse.setdefault("unselected", "drop")
     model = from_transformers(tiny_hf(kind, seed=seed))
     engine = SparseEngine(model, "tiny", tmp_path, EngineConfig(
         prefill=PrefillConfig(block_size=B, chunk=32, dtype="float32"),
@@ -129,7 +132,8 @@ def test_exact_scoring_picks_dense_attentions_heaviest_blocks(tmp_path):
     engine.config.sparse.exact_max_tokens = 5 * B
     attn, _ = _question_forward(model, engine, cache, question)
     plain = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=5 * B,
-                                                             question_scoring="selector"),
+                                                             question_scoring="selector",
+                                                             unselected="drop"),
                             local_max=len(question))
     with torch.no_grad():
         model(torch.tensor(question), plain)
@@ -226,7 +230,8 @@ def test_spill_brings_the_block_after_a_hot_block_edge(tmp_path):
     attn, _ = _question_forward(model, engine, cache, question)
     plain = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=4 * B,
                                                              question_scoring="exact",
-                                                             spill_tokens=0),
+                                                             spill_tokens=0,
+                                                             unselected="drop"),
                             local_max=len(question))
     with torch.no_grad():
         question_forward(model, torch.tensor(question), plain)
@@ -264,7 +269,8 @@ def test_filter_picks_one_set_of_blocks_from_the_filter_layer_for_every_layer(ro
     # the pick is the filter layer's heaviest blocks, with the hidden states of
     # the filter pass (the selector's picks below the filter layer)
     probe = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=3 * B,
-                                                             question_scoring="selector"),
+                                                             question_scoring="selector",
+                                                             unselected="drop"),
                             local_max=len(question))
     with torch.no_grad():
         model(torch.tensor(question), probe, stop_after=attn.filter_layer - 1)
