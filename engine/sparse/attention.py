@@ -165,7 +165,7 @@ class SparseAttention(QuestionPicking):
         self._sinks: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         self._cands: dict[int, LayerCandidates] = {}
         self._local: dict[int, tuple[Tensor, Tensor]] = {}
-        self._summary: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._summary: dict[int, tuple[Tensor, Tensor]] = {}
         self._local_rope: tuple = (None, None)
         self.selections: dict[int, Tensor] = {}     # layer -> last [kv_heads, k] candidate ids
         self.question_picks: dict[int, Tensor] = {}  # layer -> the question's ids, best first
@@ -220,23 +220,39 @@ class SparseAttention(QuestionPicking):
                 labels=join(labels) if full else None)
         return self._cands[layer]
 
-    def _summaries(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Every candidate block as one key and value (`unselected="mean"`):
-        the mean of its keys rotated where the block sits, its mean value,
-        and log(token count) to add to its logit, so that the blocks left
-        out still take about the share of the softmax that dense attention
-        gives them instead of handing it to the selected ones (which, among
-        look-alike facts, made the model answer a neighbour's)."""
+    def summary_kv(self, layer: int, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every candidate block as one key and value (`unselected="mean"`),
+        for the blocks that `sel` [kv_heads, k] leaves out: keys [H, n, D]
+        (the mean of the block's keys rotated where it sits), values, and a
+        bias [H, n] to add to their logits, log(token count), -inf for the
+        selected ones (attended exactly). So the blocks left out still take
+        about the share of the softmax that dense attention gives them
+        instead of handing it to the selected ones (which, among look-alike
+        facts, made the model answer a neighbour's).
+
+        Where the selected blocks keep their positions, so does each summary;
+        past the window (packed slots) a left-out block sits where it falls
+        in document order: at the slot of the next selected block."""
         if layer not in self._summary:
             join = lambda xs: xs[0] if len(xs) == 1 else torch.cat(xs, 1)  # noqa: E731
-            krel = join([self._block_mean(ci, layer, "krel") for ci in range(len(self.caches))])
-            vmean = join([self._block_mean(ci, layer, "vmean")
-                          for ci in range(len(self.caches))])
-            cos, sin = rope_cos_sin(self.cand_pos, self.cfg.head_dim, self.cfg.rope_theta)
-            kmean = apply_rope(krel.to(self.device).float(), cos, sin)
-            self._summary[layer] = (kmean, vmean.to(self.device).float(),
-                                    self.cand_valid.float().log())
-        return self._summary[layer]
+            n = range(len(self.caches))
+            krel = join([self._block_mean(ci, layer, "krel") for ci in n]).to(self.device)
+            vmean = join([self._block_mean(ci, layer, "vmean") for ci in n]).to(self.device)
+            self._summary[layer] = (krel.float(), vmean.float())
+        krel, vmean = self._summary[layer]
+        H, n_cand = sel.shape[0], krel.shape[1]
+        if self.plan.original:
+            pos = self.cand_pos.expand(H, n_cand)
+        else:
+            before = torch.searchsorted(sel.sort(-1).values.contiguous(),
+                                        torch.arange(n_cand, device=self.device).expand(
+                                            H, n_cand).contiguous())
+            pos = self.plan.sink_tokens + self.block * before
+        cos, sin = rope_cos_sin(pos.reshape(-1), self.cfg.head_dim, self.cfg.rope_theta)
+        D = self.cfg.head_dim
+        keys = apply_rope(krel, cos.view(H, n_cand, D), sin.view(H, n_cand, D))
+        bias = self.cand_valid.float().log().expand(H, n_cand).scatter(1, sel, float("-inf"))
+        return keys, vmean, bias
 
     def _block_mean(self, ci: int, layer: int, name: str) -> Tensor:
         """Per candidate block of cache ci [kv_heads, n, D]: its mean value
@@ -256,11 +272,9 @@ class SparseAttention(QuestionPicking):
             rotated_block_means(x, ok, self.cfg.rope_theta)
 
     def summarises(self) -> bool:
-        """Whether unselected blocks are attended as summaries: with
-        `unselected="mean"` while the blocks keep their own positions (past
-        the window a summary has no place; there it measured no better)."""
-        return (self.config.unselected == "mean" and self.plan.original
-                and not self.plan.everything and self.plan.n_select > 0)
+        """Whether left-out blocks are attended as summaries (summary_kv)."""
+        return (self.config.unselected == "mean" and not self.plan.everything
+                and self.plan.n_select > 0)
 
     def select(self, layer: int, q: Tensor, positions: Tensor | None = None) -> Tensor:
         """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads,
@@ -375,8 +389,7 @@ class SparseAttention(QuestionPicking):
                           causal[None].expand(H, T, -1)], dim=2)              # [H, T, L]
         mask = mask[:, None].expand(H, G, T, -1).reshape(H, G * T, -1)
         if sel is not None and self.summarises():
-            k_sum, v_sum, bias = self._summaries(layer)
-            bias = bias.expand(H, -1).scatter(1, sel, float("-inf"))       # selected: exact
+            k_sum, v_sum, bias = self.summary_kv(layer, sel)
             keys, values = torch.cat([keys, k_sum], 1), torch.cat([values, v_sum], 1)
             mask = torch.cat([torch.zeros_like(mask, dtype=torch.float32).masked_fill(
                 ~mask, float("-inf")), bias[:, None].expand(H, G * T, -1)], 2)

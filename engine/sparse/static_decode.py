@@ -280,7 +280,7 @@ class StaticDecoder:
 
     def _add_summaries(self) -> None:
         """Attend every block the selection leaves out as one summary token
-        (SparseAttention._summaries) after the sinks: its bias is log(tokens),
+        (SparseAttention.summary_kv) after the sinks: its bias is log(tokens),
         -inf for the selected blocks and the padding to whole tiles. The
         selection must not move, or the biases would change every step."""
         if self.moves:
@@ -288,10 +288,9 @@ class StaticDecoder:
                                       "cannot move while decoding (pin_fraction=1)")
         B = self.attn.block
         for i, st in enumerate(self.layers):
-            k_sum, v_sum, log_count = self.attn._summaries(i)
-            H, n, D = k_sum.shape
             sel = self.fixed_sel if self.fixed_sel is not None else st.pinned
-            bias = log_count.expand(H, n).scatter(1, sel, float("-inf"))
+            k_sum, v_sum, bias = self.attn.summary_kv(i, sel)
+            H, n, D = k_sum.shape
             pad = -n % B
             zeros = k_sum.new_zeros(H, pad, D)
             st.sink_k = torch.cat([st.sink_k, k_sum, zeros], 1).contiguous()

@@ -9,7 +9,7 @@ from engine.sparse.attention import EVERYTHING, SparseConfig
 from engine.sparse.positions import plan_positions
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig
-from engine.sparse.model import DenseAttention, from_transformers
+from engine.sparse.model import DenseAttention, apply_rope, from_transformers, rope_cos_sin
 from engine.sparse.representatives import block_bounds, layer_centroids
 from engine.sparse.selectors import (LayerCandidates, aggregate, make_selector, top_blocks)
 
@@ -288,3 +288,30 @@ def test_unselected_blocks_as_mean_keys_restore_their_share():
     torch.testing.assert_close(run(32, "mean")[0], mean)
     with pytest.raises(ValueError, match="unselected"):
         SparseConfig(unselected="sum")
+
+
+def test_left_out_blocks_sit_in_document_order_past_the_window(tmp_path):
+    """Past the window the selected blocks are packed into slots; a left-out
+    block's summary sits where it falls in document order (the slot of the
+    next selected block), rotated exactly as its mean key says, so every
+    distance stays inside the window."""
+    from engine.sparse.attention import SparseAttention
+
+    model = from_transformers(tiny_hf("qwen2", window=128))
+    cache = _engine(model, tmp_path, budget=2048).prefill_document(_rand(400, 11))
+    attn = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=48), local_max=9)
+    plan = attn.plan
+    assert not plan.original and plan.n_select == 3 and attn.summarises()
+    sel = torch.tensor([[2, 9, 20], [0, 5, 6]])
+    keys, values, bias = attn.summary_kv(1, sel)
+    n = len(attn.cand_block)
+    assert keys.shape == (2, n, model.cfg.head_dim) and values.shape == keys.shape
+    assert torch.isinf(bias.gather(1, sel)).all() and bias.isfinite().sum() == 2 * (n - 3)
+    for h, c, slot in ((0, 0, 0), (0, 3, 1), (0, 10, 2), (0, 21, 3), (1, 1, 1), (1, 7, 3)):
+        pos = plan.sink_tokens + 16 * slot
+        assert pos <= plan.local_start          # at most where the question starts
+        b = int(attn.cand_block[c])
+        cos, sin = rope_cos_sin(torch.arange(pos, pos + 16), model.cfg.head_dim,
+                                model.cfg.rope_theta)
+        want = apply_rope(cache.keys[1][h, b].float(), cos, sin).mean(0)
+        torch.testing.assert_close(keys[h, c], want, atol=1e-4, rtol=1e-4)

@@ -70,7 +70,7 @@ def _reference(model, cache, budget, prompt, n_new, selector="quest", feed=None,
     ("llama", 32, "mean", 512, "hybrid"), ("qwen2", EVERYTHING, "quest", 512, "hybrid"),
     ("llama", 48, "quest", 128, "hybrid"),  # document past the window: reassigned positions
     ("llama", 48, "quest", 512, "filter"), ("llama", 48, "quest", 128, "filter"),
-    ("llama", 48, "quest", 512, "filter-mean")])
+    ("llama", 48, "quest", 512, "filter-mean"), ("llama", 48, "quest", 128, "filter-mean")])
 def test_static_step_equals_sparse_decode(kind, budget, selector, window, scoring, tmp_path):
     model = from_transformers(tiny_hf(kind, seed=1, window=window))
     cache = _cache(model, tmp_path, _rand(300, 21))
