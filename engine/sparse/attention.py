@@ -230,27 +230,18 @@ class SparseAttention(QuestionPicking):
         instead of handing it to the selected ones (which, among look-alike
         facts, made the model answer a neighbour's).
 
-        Where the selected blocks keep their positions, so does each summary;
-        past the window (packed slots) a left-out block sits where it falls
-        in document order: at the slot of the next selected block."""
+        Only while the blocks keep their own positions (`summarises`): each
+        summary sits at its block's first position.
+        """
         if layer not in self._summary:
             join = lambda xs: xs[0] if len(xs) == 1 else torch.cat(xs, 1)  # noqa: E731
             n = range(len(self.caches))
             krel = join([self._block_mean(ci, layer, "krel") for ci in n]).to(self.device)
             vmean = join([self._block_mean(ci, layer, "vmean") for ci in n]).to(self.device)
-            self._summary[layer] = (krel.float(), vmean.float())
-        krel, vmean = self._summary[layer]
-        H, n_cand = sel.shape[0], krel.shape[1]
-        if self.plan.original:
-            pos = self.cand_pos.expand(H, n_cand)
-        else:
-            before = torch.searchsorted(sel.sort(-1).values.contiguous(),
-                                        torch.arange(n_cand, device=self.device).expand(
-                                            H, n_cand).contiguous())
-            pos = self.plan.sink_tokens + self.block * before
-        cos, sin = rope_cos_sin(pos.reshape(-1), self.cfg.head_dim, self.cfg.rope_theta)
-        D = self.cfg.head_dim
-        keys = apply_rope(krel, cos.view(H, n_cand, D), sin.view(H, n_cand, D))
+            cos, sin = rope_cos_sin(self.cand_pos, self.cfg.head_dim, self.cfg.rope_theta)
+            self._summary[layer] = (apply_rope(krel.float(), cos, sin), vmean.float())
+        keys, vmean = self._summary[layer]
+        H, n_cand = sel.shape[0], keys.shape[1]
         bias = self.cand_valid.float().log().expand(H, n_cand).scatter(1, sel, float("-inf"))
         return keys, vmean, bias
 
@@ -272,9 +263,14 @@ class SparseAttention(QuestionPicking):
             rotated_block_means(x, ok, self.cfg.rope_theta)
 
     def summarises(self) -> bool:
-        """Whether left-out blocks are attended as summaries (summary_kv)."""
-        return (self.config.unselected == "mean" and not self.plan.everything
-                and self.plan.n_select > 0)
+        """Whether left-out blocks are attended as summaries (summary_kv):
+        with `unselected="mean"` while the blocks keep their positions. Past
+        the window the model fails with every block attended (dense finds 1
+        needle of 12 at 64K); summaries placed among the packed slots brought
+        that failure back (0 of 12 at 64K and 128K, against 3 to 7 without),
+        so there the blocks left out are dropped."""
+        return (self.config.unselected == "mean" and self.plan.original
+                and not self.plan.everything and self.plan.n_select > 0)
 
     def select(self, layer: int, q: Tensor, positions: Tensor | None = None) -> Tensor:
         """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads,

@@ -290,28 +290,26 @@ def test_unselected_blocks_as_mean_keys_restore_their_share():
         SparseConfig(unselected="sum")
 
 
-def test_left_out_blocks_sit_in_document_order_past_the_window(tmp_path):
-    """Past the window the selected blocks are packed into slots; a left-out
-    block's summary sits where it falls in document order (the slot of the
-    next selected block), rotated exactly as its mean key says, so every
-    distance stays inside the window."""
+def test_left_out_blocks_are_dropped_past_the_window(tmp_path):
+    """Summaries sit at their blocks' own positions; past the window the
+    blocks are packed into slots, there is no such place, and the blocks
+    left out are dropped (summaries brought back dense's failure there)."""
     from engine.sparse.attention import SparseAttention
 
     model = from_transformers(tiny_hf("qwen2", window=128))
     cache = _engine(model, tmp_path, budget=2048).prefill_document(_rand(400, 11))
-    attn = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=48), local_max=9)
-    plan = attn.plan
-    assert not plan.original and plan.n_select == 3 and attn.summarises()
-    sel = torch.tensor([[2, 9, 20], [0, 5, 6]])
-    keys, values, bias = attn.summary_kv(1, sel)
-    n = len(attn.cand_block)
-    assert keys.shape == (2, n, model.cfg.head_dim) and values.shape == keys.shape
-    assert torch.isinf(bias.gather(1, sel)).all() and bias.isfinite().sum() == 2 * (n - 3)
-    for h, c, slot in ((0, 0, 0), (0, 3, 1), (0, 10, 2), (0, 21, 3), (1, 1, 1), (1, 7, 3)):
-        pos = plan.sink_tokens + 16 * slot
-        assert pos <= plan.local_start          # at most where the question starts
-        b = int(attn.cand_block[c])
+    past = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=48), local_max=9)
+    assert not past.plan.original and not past.summarises()
+    inside = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=48),
+                             local_max=9, ranges=[[(0, 100)]])   # 6 candidates fit the window
+    assert inside.plan.original and inside.summarises()
+    sel = torch.tensor([[1], [4]])          # one selected block per head
+    keys, _, bias = inside.summary_kv(1, sel)
+    for h, c in ((0, 0), (1, 2)):           # at the block's own (candidate) position
+        pos, b = int(inside.cand_pos[c]), int(inside.cand_block[c])
         cos, sin = rope_cos_sin(torch.arange(pos, pos + 16), model.cfg.head_dim,
                                 model.cfg.rope_theta)
         want = apply_rope(cache.keys[1][h, b].float(), cos, sin).mean(0)
         torch.testing.assert_close(keys[h, c], want, atol=1e-4, rtol=1e-4)
+    assert bias[0, 1] == float("-inf") and bias[1, 4] == float("-inf")
+    assert torch.isfinite(bias).sum() == 2 * (len(inside.cand_block) - 1)
