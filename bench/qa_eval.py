@@ -369,6 +369,10 @@ def main() -> None:
                         help="How the sparse engine's question turn reads: plain, or restated "
                              "(the instructions again after the question); several, comma "
                              "separated, give one mode each.")
+    parser.add_argument("--sparse-unselected", type=lambda v: v.split(","), default=["mean"],
+                        help="The blocks the sparse engine leaves out: mean (attended as one "
+                             "summary each) or drop; several, comma separated, give one mode "
+                             "each.")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
@@ -403,20 +407,24 @@ def main() -> None:
         from engine.backends.sparse import SparseOptions
         from engine.sparse.attention import EVERYTHING
 
-        # one engine per budget and framing, the same stored KV
-        for budget, framing in itertools.product(args.sparse_budget, args.sparse_framing):
+        # one engine per budget, framing and rule for left-out blocks, the same stored KV
+        for budget, framing, unselected in itertools.product(
+                args.sparse_budget, args.sparse_framing, args.sparse_unselected):
             sparse = load_backend(args.sparse_model, settings.models_dir, kind="sparse",
                                   config=BackendConfig(device=settings.device),
                                   sparse=SparseOptions(kv_root=settings.kv_dir,
                                                        mode=settings.sparse_mode,
                                                        budget_tokens=budget or EVERYTHING,
                                                        weights=args.sparse_weights,
-                                                       framing=framing))
+                                                       framing=framing,
+                                                       unselected=unselected))
             mode = "sparse"
             if len(args.sparse_budget) > 1:
                 mode += f"-{budget or 'all'}"
             if len(args.sparse_framing) > 1:
                 mode += f"-{framing}"
+            if len(args.sparse_unselected) > 1:
+                mode += f"-{unselected}"
             answerers[mode] = build(settings, db, sparse, "folio", args.sparse_context)
             modes.append(mode)
     rows: dict[str, list[dict]] = {mode: [] for mode in modes}

@@ -45,6 +45,7 @@ class SparseOptions:
     weights: str | None = None        # "int8", "bfloat16", "float32"; None: int8 CPU, bf16 GPU
     framing: str = "plain"            # "restated": the instructions again after the question
                                       # (the document sits between them and the question)
+    unselected: str = "mean"          # blocks left out: attended as summaries, or "drop"
 
     def __post_init__(self):
         if self.framing not in FRAMINGS:
@@ -139,7 +140,8 @@ class SparseBackend(Backend):
             raise ModelFormatError(f"could not read the tokenizer of {path.name}: {exc}") from None
         # On a GPU the blocks are read from page-locked host memory (the
         # graph-captured decode step fetches the selected ones over UVA).
-        engine_config = EngineConfig(sparse=SparseConfig(budget_tokens=options.budget_tokens),
+        engine_config = EngineConfig(sparse=SparseConfig(budget_tokens=options.budget_tokens,
+                                                         unselected=options.unselected),
                                      placement="pinned" if device == "cuda" else "mmap")
         try:
             engine = SparseEngine.from_file(path, options.kv_root, device=device,
