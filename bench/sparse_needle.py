@@ -47,6 +47,14 @@ POLICIES = {
     # (mean key and value) while the blocks keep their positions
     "filter-mean": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
                         unselected="mean"),
+    # past the window: the filter pass over all candidates at once, before
+    # RoPE (before 2026-12-03's eighth session), against windows of 16K / 8K
+    "filter-unrotated": dict(positions="original", question_scoring="filter",
+                             pin_fraction=1.0, far_filter="unrotated"),
+    "filter-w16k": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                        filter_window_tokens=16384),
+    "filter-w8k": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                       filter_window_tokens=8192),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0,
                   **DROP),

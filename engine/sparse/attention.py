@@ -55,6 +55,7 @@ from .selectors import LayerCandidates, aggregate, make_selector
 EVERYTHING = 1 << 40   # a budget that selects every block
 QUESTION_SCORING = ("filter", "hybrid", "exact", "selector")
 UNSELECTED = ("drop", "mean")
+FAR_FILTER = ("windows", "unrotated")
 
 
 @dataclass
@@ -74,6 +75,12 @@ class SparseConfig:
     unselected: str = "mean"          # "mean": while blocks keep their positions, every
                                       # block left out is attended as one summary (mean
                                       # key and value, weighted by its tokens); "drop"
+    far_filter: str = "windows"       # "filter" past the window: the filter pass once per
+                                      # window-sized run of candidates at their own
+                                      # positions ("windows"), or once over all of them
+                                      # scored before RoPE ("unrotated")
+    filter_window_tokens: int = 0     # "windows": candidate tokens per run (0: as many as
+                                      # the model's window holds beside sinks and question)
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -90,6 +97,11 @@ class SparseConfig:
         if self.unselected not in UNSELECTED:
             raise ValueError(f"unselected must be one of {', '.join(UNSELECTED)}, "
                              f"not {self.unselected!r}")
+        if self.far_filter not in FAR_FILTER:
+            raise ValueError(f"far_filter must be one of {', '.join(FAR_FILTER)}, "
+                             f"not {self.far_filter!r}")
+        if self.filter_window_tokens < 0:
+            raise ValueError(f"filter_window_tokens must be >= 0, not {self.filter_window_tokens}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
 
@@ -276,7 +288,9 @@ class SparseAttention(QuestionPicking):
         """Candidate ids [kv_heads, k] for pre-RoPE grouped queries q [kv_heads,
         rows, D] (rows: query heads of the group x tokens at `positions`)."""
         k, n_kv = self.plan.n_select, self.cfg.n_kv_heads
-        if self.plan.everything:
+        # (a window's filter pass past the window may cover its whole run:
+        # its filter layer still scores, see question_pick.windowed_pick)
+        if self.plan.everything and not (self.filtering and layer == self.filter_layer):
             return torch.arange(k, device=self.device).expand(n_kv, k)
         scores = aggregate(self.selector.scores(q.float(), self._candidates(layer)),
                            self.cfg.head_dim)

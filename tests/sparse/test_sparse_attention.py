@@ -313,3 +313,67 @@ def test_left_out_blocks_are_dropped_past_the_window(tmp_path):
         torch.testing.assert_close(keys[h, c], want, atol=1e-4, rtol=1e-4)
     assert bias[0, 1] == float("-inf") and bias[1, 4] == float("-inf")
     assert torch.isfinite(bias).sum() == 2 * (len(inside.cand_block) - 1)
+
+
+def _needle_model(window: int):
+    """The planted-needle model of the test above, with a shorter window."""
+    hf = tiny_hf("llama", seed=3, window=window)
+    with torch.no_grad():
+        attn = hf.model.layers[0].self_attn
+        norm_w = hf.model.layers[0].input_layernorm.weight
+        direction = torch.linalg.svd(attn.k_proj.weight * norm_w).Vh[0]
+        wk = attn.k_proj.weight
+        wk += 3 * (wk @ direction)[:, None] * direction[None, :]
+        hf.model.embed_tokens.weight[299] = direction / norm_w
+        attn.q_proj.weight.copy_(wk.view(2, 1, 16, 64).expand(2, 2, 16, 64).reshape(64, 64))
+    return from_transformers(hf)
+
+
+def test_past_the_window_the_filter_runs_once_per_window_of_candidates(tmp_path):
+    """A document 3x the window: the filter pass runs over runs of candidates
+    that each fit the window at their own positions, their masses ranked
+    together pick one set of blocks for every layer; the planted needle's
+    block is among them, and each run's mass is that run's own filter pass."""
+    from engine.sparse.attention import SparseAttention
+    from engine.sparse.question_pick import question_forward
+
+    window = 128
+    model = _needle_model(window)
+    doc = [t if t != 299 else 1 for t in _rand(400, 10)]
+    doc[250] = 299
+    engine = _engine(model, tmp_path, budget=32)
+    cache = engine.prefill_document(doc)
+    config = SparseConfig(budget_tokens=32, filter_depth=0.0, spill_tokens=0)
+    question = [299, 7, 8]
+    attn = SparseAttention(model.cfg, [cache], config, local_max=len(question) + 2)
+    assert not attn.plan.original and attn.plan.n_select == 2
+    with torch.no_grad():
+        question_forward(model, torch.tensor(question), attn)
+    picks = attn.question_picks
+    assert len(picks) == model.cfg.n_layers
+    assert all(torch.equal(p, picks[0]) for p in picks.values())
+    needle = 250 // 16 - 1                         # candidate ids skip the sink block
+    assert needle in picks[0][0].tolist()
+    # the runs: 24 candidates, at most (128 - 16 - 5) // 16 = 6 per window -> 4 runs of 6
+    n = len(attn.cand_block)
+    masses = []
+    for a in range(0, n, 6):
+        run = SparseAttention(model.cfg, [cache], config, local_max=len(question) + 2,
+                              ranges=[[(int(b) * 16, int(b) * 16 + 16)
+                                       for b in attn.cand_block[a:a + 6]]])
+        assert run.plan.original and run.plan.max_distance(len(question) + 2) < window
+        run.filtering = True
+        with torch.no_grad():
+            model(torch.tensor(question), run, stop_after=run.filter_layer)
+        masses.append(run.filter_mass)
+    mass = torch.cat(masses)
+    assert torch.equal(picks[0][0], mass.topk(2).indices)
+    # "unrotated" (before) scores every candidate at once, before RoPE
+    before = SparseAttention(model.cfg, [cache], SparseConfig(
+        budget_tokens=32, filter_depth=0.0, spill_tokens=0, far_filter="unrotated"),
+        local_max=len(question) + 2)
+    with torch.no_grad():
+        question_forward(model, torch.tensor(question), before)
+    assert before.question_picks[0].shape == picks[0].shape
+    with pytest.raises(ValueError, match="far_filter"):
+        SparseConfig(far_filter="nearest")
