@@ -48,13 +48,18 @@ POLICIES = {
     "filter-mean": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
                         unselected="mean"),
     # past the window: the filter pass over all candidates at once, before
-    # RoPE (before 2026-12-03's eighth session), against windows of 16K / 8K
+    # RoPE (the default), against once per window of 32K / 8K candidates
     "filter-unrotated": dict(positions="original", question_scoring="filter",
                              pin_fraction=1.0, far_filter="unrotated"),
-    "filter-w16k": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                        filter_window_tokens=16384),
+    "filter-windows": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                           far_filter="windows"),
     "filter-w8k": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                       filter_window_tokens=8192),
+                       far_filter="windows", filter_window_tokens=8192),
+    # past the window: the picked blocks' slots in score order, the best last
+    "filter-score": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
+                         far_order="score"),
+    "filter-windows-score": dict(positions="original", question_scoring="filter",
+                                 pin_fraction=1.0, far_filter="windows", far_order="score"),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0,
                   **DROP),

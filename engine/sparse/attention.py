@@ -56,6 +56,7 @@ EVERYTHING = 1 << 40   # a budget that selects every block
 QUESTION_SCORING = ("filter", "hybrid", "exact", "selector")
 UNSELECTED = ("drop", "mean")
 FAR_FILTER = ("windows", "unrotated")
+FAR_ORDER = ("document", "score")
 
 
 @dataclass
@@ -75,12 +76,15 @@ class SparseConfig:
     unselected: str = "mean"          # "mean": while blocks keep their positions, every
                                       # block left out is attended as one summary (mean
                                       # key and value, weighted by its tokens); "drop"
-    far_filter: str = "windows"       # "filter" past the window: the filter pass once per
-                                      # window-sized run of candidates at their own
-                                      # positions ("windows"), or once over all of them
-                                      # scored before RoPE ("unrotated")
+    far_filter: str = "unrotated"     # "filter" past the window: the filter pass once over
+                                      # all candidates scored before RoPE ("unrotated"), or
+                                      # once per window-sized run of candidates at their
+                                      # own positions ("windows": measured, not better)
     filter_window_tokens: int = 0     # "windows": candidate tokens per run (0: as many as
                                       # the model's window holds beside sinks and question)
+    far_order: str = "document"       # past the window, the slots' order: "document", or
+                                      # "score" (the filter's best block nearest the
+                                      # question; needs "filter" and pin_fraction 1)
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -104,6 +108,13 @@ class SparseConfig:
             raise ValueError(f"filter_window_tokens must be >= 0, not {self.filter_window_tokens}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
+        if self.far_order not in FAR_ORDER:
+            raise ValueError(f"far_order must be one of {', '.join(FAR_ORDER)}, "
+                             f"not {self.far_order!r}")
+        if self.far_order == "score" and (self.question_scoring != "filter"
+                                          or self.pin_fraction != 1.0):
+            raise ValueError("far_order='score' needs question_scoring='filter' and "
+                             "pin_fraction=1.0: one fixed set of blocks for every layer")
 
 
 class SparseAttention(QuestionPicking):
@@ -190,6 +201,10 @@ class SparseAttention(QuestionPicking):
         self.filtering = False
         self._unattended: set[int] = set()
         self._mass = torch.zeros(self.total_tokens + 1, dtype=torch.float64, device=dev)
+        # far_order="score": each candidate's slot position once the question has
+        # picked (unpicked candidates are never attended)
+        self.slot_pos: Tensor | None = None
+        self.filter_mass: Tensor | None = None      # the filter layer's pick, per candidate
 
     # -- per-layer state -------------------------------------------------------
     def _sink_kv(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -298,8 +313,7 @@ class SparseAttention(QuestionPicking):
             if layer < self.filter_layer:
                 return scores.topk(k, dim=-1).indices.sort(dim=-1).values
             ranked = self._shared_pick(layer, q, positions, scores, k)
-            self.question_picks = {i: ranked for i in range(self.cfg.n_layers)}
-            self._unattended = set(self.question_picks)
+            self.set_question_pick(ranked)
             return ranked.sort(dim=-1).values
         if layer in self._unattended:                   # the question after its filter pass
             self._unattended.discard(layer)
@@ -315,12 +329,29 @@ class SparseAttention(QuestionPicking):
             ranked = scores.topk(k, dim=-1).indices
         return ranked.sort(dim=-1).values
 
+    def set_question_pick(self, ranked: Tensor) -> None:
+        """One pick [kv_heads, k], best first, for every layer (the filter's);
+        past the window with far_order="score" it also fixes each picked
+        block's slot: the best one last, nearest the question."""
+        self.question_picks = {i: ranked for i in range(self.cfg.n_layers)}
+        self._unattended = set(self.question_picks)
+        if not self.plan.original and self.config.far_order == "score":
+            k, S, B = ranked.shape[1], self.plan.sink_tokens, self.block
+            pos = torch.full((len(self.cand_block),), S, dtype=torch.long, device=self.device)
+            pos[ranked[0].flip(0)] = S + B * torch.arange(k, device=self.device)
+            self.slot_pos = pos
+
     def _rotate(self, keys: Tensor, sel: Tensor) -> Tensor:
         """Rotate gathered keys [H, k*B, D] of candidates `sel` [H, k] at their
-        original positions, or at the reassigned slots."""
+        original positions, at the slots fixed by the question's pick
+        (far_order="score"), or at the reassigned slots in document order."""
+        H, B, D = sel.shape[0], self.block, self.cfg.head_dim
+        if self.slot_pos is not None:
+            pos = (self.slot_pos[sel][..., None] + torch.arange(B, device=self.device)).reshape(-1)
+            cos, sin = rope_cos_sin(pos, D, self.cfg.rope_theta)
+            return apply_rope(keys, cos.view(H, -1, D), sin.view(H, -1, D))
         if not self.plan.original:
             return apply_rope(keys, *self._slot_rope)
-        H, B, D = sel.shape[0], self.block, self.cfg.head_dim
         pos = (self.cand_pos[sel][..., None] + torch.arange(B, device=self.device)).reshape(-1)
         cos, sin = self._slot_rope
         return apply_rope(keys, cos[pos].view(H, -1, D), sin[pos].view(H, -1, D))

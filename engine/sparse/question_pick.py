@@ -176,9 +176,8 @@ def windowed_pick(model: Transformer, ids: Tensor, attn: SparseAttention) -> Non
             sub.end_filter_pass()
         mass[a:b] = sub.filter_mass.float()
     k, H = attn.plan.n_select, cfg.n_kv_heads
-    ranked = mass.topk(k).indices.expand(H, k)
-    attn.question_picks = {i: ranked for i in range(cfg.n_layers)}
-    attn._unattended = set(attn.question_picks)
+    attn.filter_mass = mass
+    attn.set_question_pick(mass.topk(k).indices.expand(H, k))
 
 
 def _run_ranges(attn: SparseAttention, a: int, b: int) -> list[list[tuple[int, int]]]:

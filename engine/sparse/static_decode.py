@@ -225,10 +225,13 @@ class StaticDecoder:
             pos = getattr(attn, "cand_pos", None)
             if pos is None:
                 pos = plan.sink_tokens + B * torch.arange(n_cand, device=dev)
+            span = plan.sink_tokens + B * (n_cand if original else k)
+            slot_pos = getattr(attn, "slot_pos", None)
+            if slot_pos is not None:        # slots fixed by the question's pick, as positions
+                pos, original, span = slot_pos, True, plan.sink_tokens + B * k
             self.cand = CandidateTables(attn.cand_block, attn.cand_valid, attn.cand_tok, pos,
                                         original, plan.sink_tokens, B)
             # cos/sin per position a slot's token can take
-            span = plan.sink_tokens + B * (n_cand if original else k)
             self.rope_cos, self.rope_sin = rope_cos_sin(torch.arange(span, device=dev), D,
                                                         cfg.rope_theta)
             if plan.everything:

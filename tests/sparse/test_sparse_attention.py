@@ -343,7 +343,8 @@ def test_past_the_window_the_filter_runs_once_per_window_of_candidates(tmp_path)
     doc[250] = 299
     engine = _engine(model, tmp_path, budget=32)
     cache = engine.prefill_document(doc)
-    config = SparseConfig(budget_tokens=32, filter_depth=0.0, spill_tokens=0)
+    config = SparseConfig(budget_tokens=32, filter_depth=0.0, spill_tokens=0,
+                          far_filter="windows")
     question = [299, 7, 8]
     attn = SparseAttention(model.cfg, [cache], config, local_max=len(question) + 2)
     assert not attn.plan.original and attn.plan.n_select == 2
@@ -368,12 +369,53 @@ def test_past_the_window_the_filter_runs_once_per_window_of_candidates(tmp_path)
         masses.append(run.filter_mass)
     mass = torch.cat(masses)
     assert torch.equal(picks[0][0], mass.topk(2).indices)
-    # "unrotated" (before) scores every candidate at once, before RoPE
+    # "unrotated" (the default) scores every candidate at once, before RoPE
     before = SparseAttention(model.cfg, [cache], SparseConfig(
-        budget_tokens=32, filter_depth=0.0, spill_tokens=0, far_filter="unrotated"),
-        local_max=len(question) + 2)
+        budget_tokens=32, filter_depth=0.0, spill_tokens=0), local_max=len(question) + 2)
     with torch.no_grad():
         question_forward(model, torch.tensor(question), before)
     assert before.question_picks[0].shape == picks[0].shape
     with pytest.raises(ValueError, match="far_filter"):
         SparseConfig(far_filter="nearest")
+
+
+def test_past_the_window_score_order_puts_the_best_block_nearest_the_question(tmp_path):
+    """far_order="score": the filter's picks sit in the slots after the sinks
+    from worst to best, so the best block is the one next to the question;
+    the attention rotates each picked block's keys at exactly its slot."""
+    from engine.sparse.attention import SparseAttention
+    from engine.sparse.question_pick import question_forward
+
+    model = _needle_model(128)
+    doc = [t if t != 299 else 1 for t in _rand(400, 10)]
+    doc[250] = 299
+    cache = _engine(model, tmp_path, budget=48).prefill_document(doc)
+    question = [299, 7, 8]
+    runs = {}
+    for order in ("document", "score"):
+        attn = SparseAttention(model.cfg, [cache], SparseConfig(
+            budget_tokens=48, filter_depth=0.0, far_order=order), local_max=len(question) + 2)
+        with torch.no_grad():
+            logits = question_forward(model, torch.tensor(question), attn)
+        runs[order] = (attn, logits)
+    doc_order, by_score = runs["document"][0], runs["score"][0]
+    assert doc_order.slot_pos is None
+    ranked = by_score.question_picks[0][0]               # best first
+    assert torch.equal(ranked, doc_order.question_picks[0][0])      # the same pick
+    S, B = by_score.plan.sink_tokens, 16
+    assert by_score.slot_pos[ranked].tolist() == [S + B * r for r in (2, 1, 0)]
+    assert by_score.slot_pos[ranked[0]] + B == by_score.plan.local_start
+    # here the pick is not in document order: the slots, hence the logits, differ
+    assert not torch.equal(ranked.flip(0), ranked.sort().values)
+    assert not torch.allclose(runs["score"][1], runs["document"][1])
+    sel = ranked.sort().values.expand(model.cfg.n_kv_heads, 3)
+    keys, _, _ = by_score._gather(1, sel, values=False)
+    rotated = by_score._rotate(keys, sel)
+    for j, c in enumerate(sel[0].tolist()):
+        pos = int(by_score.slot_pos[c])
+        cos, sin = rope_cos_sin(torch.arange(pos, pos + B), model.cfg.head_dim,
+                                model.cfg.rope_theta)
+        want = apply_rope(keys[:, j * B:(j + 1) * B], cos, sin)
+        torch.testing.assert_close(rotated[:, j * B:(j + 1) * B], want)
+    with pytest.raises(ValueError, match="far_order"):
+        SparseConfig(far_order="score", pin_fraction=0.5)

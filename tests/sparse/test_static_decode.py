@@ -31,17 +31,19 @@ def _cache(model, tmp_path, doc, dtype="float32"):
 # moves the selection while decoding, so the refill path runs; filter pins
 # all of it; "filter-mean" also attends each left-out block as one summary
 SCORING = {"hybrid": ("hybrid", 0.5, "drop"), "filter": ("filter", 1.0, "drop"),
-           "filter-mean": ("filter", 1.0, "mean"), "hybrid-mean": ("hybrid", 0.5, "mean")}
+           "filter-mean": ("filter", 1.0, "mean"), "hybrid-mean": ("hybrid", 0.5, "mean"),
+           "filter-score": ("filter", 1.0, "drop", "score")}
 
 
 def _attention(model, cache, budget, prompt, n_new, selector="quest", scoring="hybrid"):
     """A SparseAttention that has run the prompt; returns it and the logits."""
-    how, pin, unselected = SCORING[scoring]
+    how, pin, unselected, *order = SCORING[scoring]
     attn = SparseAttention(model.cfg, [cache], SparseConfig(budget_tokens=budget,
                                                             selector=selector,
                                                             question_scoring=how,
                                                             pin_fraction=pin,
-                                                            unselected=unselected),
+                                                            unselected=unselected,
+                                                            far_order=(order or ["document"])[0]),
                            local_max=len(prompt) + n_new)
     with torch.no_grad():
         logits = question_forward(model, torch.tensor(prompt, device=model.device), attn,
@@ -70,7 +72,8 @@ def _reference(model, cache, budget, prompt, n_new, selector="quest", feed=None,
     ("llama", 32, "mean", 512, "hybrid"), ("qwen2", EVERYTHING, "quest", 512, "hybrid"),
     ("llama", 48, "quest", 128, "hybrid"),  # document past the window: reassigned positions
     ("llama", 48, "quest", 512, "filter"), ("llama", 48, "quest", 128, "filter"),
-    ("llama", 48, "quest", 512, "filter-mean"), ("llama", 48, "quest", 128, "filter-mean")])
+    ("llama", 48, "quest", 512, "filter-mean"), ("llama", 48, "quest", 128, "filter-mean"),
+    ("llama", 48, "quest", 128, "filter-score")])   # past the window, slots in score order
 def test_static_step_equals_sparse_decode(kind, budget, selector, window, scoring, tmp_path):
     model = from_transformers(tiny_hf(kind, seed=1, window=window))
     cache = _cache(model, tmp_path, _rand(300, 21))
