@@ -48,14 +48,16 @@ POLICIES = {
     "filter-mean": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
                         unselected="mean"),
     # past the window: the filter pass over all candidates at once, before
-    # RoPE (the default), against once per window of 32K / 8K candidates
+    # RoPE (the default), against once per window of 32K / 8K candidates;
+    # the slots in document order (before 2026-12-03's eighth session)
     "filter-unrotated": dict(positions="original", question_scoring="filter",
-                             pin_fraction=1.0, far_filter="unrotated"),
+                             pin_fraction=1.0, far_filter="unrotated", far_order="document"),
     "filter-windows": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                           far_filter="windows"),
+                           far_filter="windows", far_order="document"),
     "filter-w8k": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                       far_filter="windows", filter_window_tokens=8192),
+                       far_filter="windows", filter_window_tokens=8192, far_order="document"),
     # past the window: the picked blocks' slots in score order, the best last
+    # (the default)
     "filter-score": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
                          far_order="score"),
     "filter-windows-score": dict(positions="original", question_scoring="filter",

@@ -30,9 +30,12 @@ as a prompt would hold them), so the sparse answer is dense attention over
 the candidates restricted to the selected keys. Past the window positions
 are reassigned (InfLLM-style), identically for every head and layer:
 
-    [sinks 0..S) [selected blocks, in document order, slot i at S + i*B) [local window)
+    [sinks 0..S) [selected blocks, slot i at S + i*B) [local window)
 
-so the farthest distance is `local_start + local_len - 1`, kept below the
+with the question's pick in score order, its best block in the last slot
+next to the question (`far_order="score"`: in document order the last
+look-alike of the document always sat there, and the small model read it),
+or in document order while blocks may still change; so the farthest distance is `local_start + local_len - 1`, kept below the
 model's trained window; a document longer than the window is still
 answered. When the budget covers every block the layout is exactly the
 original one, and the result equals dense attention.
@@ -82,9 +85,10 @@ class SparseConfig:
                                       # own positions ("windows": measured, not better)
     filter_window_tokens: int = 0     # "windows": candidate tokens per run (0: as many as
                                       # the model's window holds beside sinks and question)
-    far_order: str = "document"       # past the window, the slots' order: "document", or
-                                      # "score" (the filter's best block nearest the
-                                      # question; needs "filter" and pin_fraction 1)
+    far_order: str = "score"          # past the window, the slots' order: "score" (the
+                                      # filter's best block nearest the question, where one
+                                      # pick is fixed for every layer: "filter" with
+                                      # pin_fraction 1; else document order) or "document"
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -111,10 +115,7 @@ class SparseConfig:
         if self.far_order not in FAR_ORDER:
             raise ValueError(f"far_order must be one of {', '.join(FAR_ORDER)}, "
                              f"not {self.far_order!r}")
-        if self.far_order == "score" and (self.question_scoring != "filter"
-                                          or self.pin_fraction != 1.0):
-            raise ValueError("far_order='score' needs question_scoring='filter' and "
-                             "pin_fraction=1.0: one fixed set of blocks for every layer")
+
 
 
 class SparseAttention(QuestionPicking):
@@ -335,7 +336,8 @@ class SparseAttention(QuestionPicking):
         block's slot: the best one last, nearest the question."""
         self.question_picks = {i: ranked for i in range(self.cfg.n_layers)}
         self._unattended = set(self.question_picks)
-        if not self.plan.original and self.config.far_order == "score":
+        if (not self.plan.original and self.config.far_order == "score"
+                and self.config.pin_fraction == 1.0):         # no block moves while decoding
             k, S, B = ranked.shape[1], self.plan.sink_tokens, self.block
             pos = torch.full((len(self.cand_block),), S, dtype=torch.long, device=self.device)
             pos[ranked[0].flip(0)] = S + B * torch.arange(k, device=self.device)

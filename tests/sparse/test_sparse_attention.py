@@ -417,5 +417,11 @@ def test_past_the_window_score_order_puts_the_best_block_nearest_the_question(tm
                                 model.cfg.rope_theta)
         want = apply_rope(keys[:, j * B:(j + 1) * B], cos, sin)
         torch.testing.assert_close(rotated[:, j * B:(j + 1) * B], want)
+    # blocks that may move while decoding keep document order
+    moving = SparseAttention(model.cfg, [cache], SparseConfig(
+        budget_tokens=48, filter_depth=0.0, pin_fraction=0.5), local_max=len(question) + 2)
+    with torch.no_grad():
+        question_forward(model, torch.tensor(question), moving)
+    assert moving.slot_pos is None
     with pytest.raises(ValueError, match="far_order"):
-        SparseConfig(far_order="score", pin_fraction=0.5)
+        SparseConfig(far_order="best")
