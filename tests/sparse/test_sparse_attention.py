@@ -113,24 +113,30 @@ def test_compact_representatives_halve_and_keep_the_ranking():
     assert agree >= 0.75
 
 
-def test_needle_block_selected_end_to_end(tmp_path):
-    """Plant a token in a random document and ask with that token. Layer 0's
-    query projection equals its key projection and the needle's embedding is
-    a direction that projection amplifies strongly, so the needle is the key
-    that matches the question best; the stored representatives must lead
-    both KV heads to its block."""
-    hf = tiny_hf("llama", seed=3)
+def _needle_model(window: int):
+    """A 2-layer model in which token 299 is a needle: layer 0's query
+    projection equals its key projection, and 299's embedding is the
+    direction that projection amplifies most, amplified 4x more (a sharp,
+    distinctive key)."""
+    hf = tiny_hf("llama", seed=3, window=window)
     with torch.no_grad():
         attn = hf.model.layers[0].self_attn
-        # the needle's embedding: the direction the key projection amplifies
-        # most, amplified 4x more (a sharp, distinctive key)
         norm_w = hf.model.layers[0].input_layernorm.weight
         direction = torch.linalg.svd(attn.k_proj.weight * norm_w).Vh[0]
         wk = attn.k_proj.weight
         wk += 3 * (wk @ direction)[:, None] * direction[None, :]
         hf.model.embed_tokens.weight[299] = direction / norm_w
         attn.q_proj.weight.copy_(wk.view(2, 1, 16, 64).expand(2, 2, 16, 64).reshape(64, 64))
-    model = from_transformers(hf)
+    return from_transformers(hf)
+
+
+def test_needle_block_selected_end_to_end(tmp_path):
+    """Plant a token in a random document and ask with that token. Layer 0's
+    query projection equals its key projection and the needle's embedding is
+    a direction that projection amplifies strongly, so the needle is the key
+    that matches the question best; the stored representatives must lead
+    both KV heads to its block."""
+    model = _needle_model(512)
     doc = [t if t != 299 else 1 for t in _rand(400, 10)]
     needle_at = 250
     doc[needle_at] = 299
@@ -313,20 +319,6 @@ def test_left_out_blocks_are_dropped_past_the_window(tmp_path):
         torch.testing.assert_close(keys[h, c], want, atol=1e-4, rtol=1e-4)
     assert bias[0, 1] == float("-inf") and bias[1, 4] == float("-inf")
     assert torch.isfinite(bias).sum() == 2 * (len(inside.cand_block) - 1)
-
-
-def _needle_model(window: int):
-    """The planted-needle model of the test above, with a shorter window."""
-    hf = tiny_hf("llama", seed=3, window=window)
-    with torch.no_grad():
-        attn = hf.model.layers[0].self_attn
-        norm_w = hf.model.layers[0].input_layernorm.weight
-        direction = torch.linalg.svd(attn.k_proj.weight * norm_w).Vh[0]
-        wk = attn.k_proj.weight
-        wk += 3 * (wk @ direction)[:, None] * direction[None, :]
-        hf.model.embed_tokens.weight[299] = direction / norm_w
-        attn.q_proj.weight.copy_(wk.view(2, 1, 16, 64).expand(2, 2, 16, 64).reshape(64, 64))
-    return from_transformers(hf)
 
 
 def test_past_the_window_the_filter_runs_once_per_window_of_candidates(tmp_path):
