@@ -151,7 +151,9 @@ def windowed_pick(model: Transformer, ids: Tensor, attn: SparseAttention) -> Non
     with, and unrotated dot products rank blocks far from how the model
     attends (3 to 7 of 12 needles at 64K-128K); within one window the model
     attends as it was trained. Each run's softmax shares the sinks, so
-    masses from different runs compare."""
+    masses from different runs compare. Measured on the real model it did
+    not pick better (44-49 needles of 96 against 50, bench/RESULTS.md), so
+    it is an option (`far_filter="windows"`), not the default."""
     cfg, B = attn.cfg, attn.block
     n = len(attn.cand_block)
     room = (cfg.max_position - attn.plan.sink_tokens - attn.local_max) // B
