@@ -134,6 +134,7 @@ def question_forward(model: Transformer, ids: Tensor, attn: SparseAttention, *,
 
 
 def _filter_pass(model: Transformer, ids: Tensor, attn: SparseAttention) -> None:
+    """The forward up to the filter layer, which sets `attn`'s pick."""
     attn.filtering = True
     try:
         model(ids, attn, stop_after=attn.filter_layer)
@@ -171,11 +172,7 @@ def windowed_pick(model: Transformer, ids: Tensor, attn: SparseAttention) -> Non
                          ranges=_run_ranges(attn, a, b))
         if len(sub.cand_block) != b - a or not sub.plan.original:
             raise RuntimeError("a window's candidates do not match the run")  # a bug, not input
-        sub.filtering = True
-        try:
-            model(ids, sub, stop_after=sub.filter_layer)
-        finally:
-            sub.end_filter_pass()
+        _filter_pass(model, ids, sub)
         mass[a:b] = sub.filter_mass.float()
     k, H = attn.plan.n_select, cfg.n_kv_heads
     attn.filter_mass = mass
