@@ -1,0 +1,67 @@
+"""How one answer's sparse attention is set: budget, sinks, how the question
+picks its blocks, what happens to the blocks left out, and where blocks sit
+past the model's window (attention.py carries it out)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVERYTHING = 1 << 40   # a budget that selects every block
+QUESTION_SCORING = ("filter", "hybrid", "exact", "selector")
+UNSELECTED = ("drop", "mean")
+FAR_FILTER = ("windows", "unrotated")
+FAR_ORDER = ("document", "score")
+
+
+@dataclass
+class SparseConfig:
+    budget_tokens: int = 2048     # selected document tokens, besides sinks and local window
+    sink_blocks: int = 1          # leading blocks of the first cache, always attended
+    selector: str = "quest"
+    attribution_skip: int = 4     # first tokens (the attention sink proper) not attributed
+    positions: str = "original"   # "original" while everything fits the window, or "reassigned"
+    question_scoring: str = "filter"  # the question's forward: "filter", "hybrid", "exact", "selector"
+    exact_max_tokens: int = 32768     # candidates scored exactly; more: the selector's shortlist
+    pin_fraction: float = 1.0         # share of each head's blocks kept from the question's pick
+    filter_depth: float = 2 / 3       # "filter": the layer (share of depth) whose attention picks
+    spill_tokens: int = 16            # exact scores also count neighbours' nearest tokens
+    filter_rows: int = 0              # "filter": the question's last N tokens pick (0: all);
+                                      # GemFilter reads the last token's attention alone
+    unselected: str = "mean"          # "mean": while blocks keep their positions, every
+                                      # block left out is attended as one summary (mean
+                                      # key and value, weighted by its tokens); "drop"
+    far_filter: str = "unrotated"     # "filter" past the window: the filter pass once over
+                                      # all candidates scored before RoPE ("unrotated"), or
+                                      # once per window-sized run of candidates at their
+                                      # own positions ("windows": measured, not better)
+    filter_window_tokens: int = 0     # "windows": candidate tokens per run (0: as many as
+                                      # the model's window holds beside sinks and question)
+    far_order: str = "score"          # past the window, the slots' order: "score" (the
+                                      # filter's best block nearest the question, where one
+                                      # pick is fixed for every layer: "filter" with
+                                      # pin_fraction 1; else document order) or "document"
+
+    def __post_init__(self) -> None:
+        if self.positions not in ("original", "reassigned"):
+            raise ValueError(f"positions must be 'original' or 'reassigned', not {self.positions!r}")
+        if self.question_scoring not in QUESTION_SCORING:
+            raise ValueError(f"question_scoring must be one of {', '.join(QUESTION_SCORING)}, "
+                             f"not {self.question_scoring!r}")
+        if not 0.0 <= self.filter_depth <= 1.0:
+            raise ValueError(f"filter_depth must be within [0, 1], not {self.filter_depth}")
+        if self.spill_tokens < 0:
+            raise ValueError(f"spill_tokens must be >= 0, not {self.spill_tokens}")
+        if self.filter_rows < 0:
+            raise ValueError(f"filter_rows must be >= 0, not {self.filter_rows}")
+        if self.unselected not in UNSELECTED:
+            raise ValueError(f"unselected must be one of {', '.join(UNSELECTED)}, "
+                             f"not {self.unselected!r}")
+        if self.far_filter not in FAR_FILTER:
+            raise ValueError(f"far_filter must be one of {', '.join(FAR_FILTER)}, "
+                             f"not {self.far_filter!r}")
+        if self.filter_window_tokens < 0:
+            raise ValueError(f"filter_window_tokens must be >= 0, not {self.filter_window_tokens}")
+        if not 0.0 <= self.pin_fraction <= 1.0:
+            raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
+        if self.far_order not in FAR_ORDER:
+            raise ValueError(f"far_order must be one of {', '.join(FAR_ORDER)}, "
+                             f"not {self.far_order!r}")
