@@ -62,6 +62,14 @@ POLICIES = {
                          far_order="score"),
     "filter-windows-score": dict(positions="original", question_scoring="filter",
                                  pin_fraction=1.0, far_filter="windows", far_order="score"),
+    # the pick also weighs the question's words in each block (lexical.py):
+    # past the window in score order, and inside it with summaries
+    "filter-score-lex": dict(positions="original", question_scoring="filter",
+                             pin_fraction=1.0, far_order="score", lexical_weight=1.0),
+    "filter-score-lex05": dict(positions="original", question_scoring="filter",
+                               pin_fraction=1.0, far_order="score", lexical_weight=0.5),
+    "filter-mean-lex": dict(positions="original", question_scoring="filter",
+                            pin_fraction=1.0, unselected="mean", lexical_weight=1.0),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0,
                   **DROP),
@@ -111,6 +119,11 @@ def needle_question(tok, city: str, prompt: str = "prefix") -> list[int]:
     elif prompt != "plain":
         raise ValueError(f"unknown needle prompt {prompt!r}; use {NEEDLE_PROMPTS}")
     return tok(q, add_special_tokens=False).input_ids
+
+
+def needle_query(tok, city: str) -> list[int]:
+    """The question's own words, for the lexical side of the pick."""
+    return tok(f"What is the special magic number for {city}?", add_special_tokens=False).input_ids
 
 
 def build_document(tok, body_ids: list[int], n_tokens: int, n_needles: int,
@@ -259,7 +272,8 @@ def run_accuracy(args, hf, tok, engine: SparseEngine, text: str, source: str,
                     r.extra["answers"] = []
                     for nd, q, dense_tokens in zip(needles, questions[prompt],
                                                    dense_answers[prompt]):
-                        stream = engine.answer(kvc, q, args.max_new, stop)
+                        stream = engine.answer(kvc, q, args.max_new, stop,
+                                               query=needle_query(tok, nd.city))
                         toks = list(stream)
                         r.extra["answers"].append(tok.decode(toks))
                         found += nd.number in tok.decode(toks)

@@ -268,6 +268,7 @@ class SparseBackend(Backend):
                 ranges = [lay.ranges(wanted) for lay, _ in pieces]
             _, middle, tail = self.frame(system)
             asked = defuse_control_tokens(question.strip())
+            query = self.encode(asked)          # the question's own words: lexical match
             if self.options.framing == "restated":
                 asked = f"{asked}\n\n{RESTATED}"
             prompt = self.encode(middle + asked + tail)
@@ -275,7 +276,8 @@ class SparseBackend(Backend):
             # The whole preamble (instructions) is the attention sink.
             self.engine.config.sparse.sink_blocks = max(
                 1, pieces[0][0].preamble // self.engine.config.prefill.block_size)
-            yield from self._generate(caches, prompt, ranges, max_tokens, stop_event, started)
+            yield from self._generate(caches, prompt, ranges, max_tokens, stop_event, started,
+                                      query)
             attribution = self._attribution
             if attribution is not None:
                 for (lay, _), mass in zip(pieces, attribution.per_cache):
@@ -284,13 +286,15 @@ class SparseBackend(Backend):
                             self.last_segment_mass[sid] = value
 
     def _generate(self, caches, prompt: list[int], ranges, max_tokens: int,
-                  stop_event: threading.Event | None, started: float) -> Iterator[str]:
+                  stop_event: threading.Event | None, started: float,
+                  query: list[int] | None = None) -> Iterator[str]:
         cfg = self.engine.model.cfg
         if len(prompt) + 1 > cfg.max_position // 2:
             raise PromptTooLongError(len(prompt), cfg.max_position // 2)
         max_tokens = max(1, min(max_tokens, cfg.max_position // 2 - len(prompt)))
         self._attribution = None
-        stream = self.engine.answer(caches, prompt, max_tokens, self.stop_ids, ranges=ranges)
+        stream = self.engine.answer(caches, prompt, max_tokens, self.stop_ids, ranges=ranges,
+                                    query=query)
         self.last_report.candidate_tokens = sum(
             c.layout.tokens for c in caches) if ranges is None else sum(
             b - a for rs in ranges for a, b in rs)

@@ -145,6 +145,10 @@ class SparseAttention(QuestionPicking):
         # picked (unpicked candidates are never attended)
         self.slot_pos: Tensor | None = None
         self.filter_mass: Tensor | None = None      # the filter layer's pick, per candidate
+        # the question's tokens for the lexical match (question_pick.lexical_scores):
+        # set by the caller (the question's own words), else the whole prompt
+        self.query_ids: Tensor | None = None
+        self._lexical: Tensor | None = None
 
     # -- per-layer state -------------------------------------------------------
     def _sink_kv(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -39,6 +39,9 @@ class SparseConfig:
                                       # filter's best block nearest the question, where one
                                       # pick is fixed for every layer: "filter" with
                                       # pin_fraction 1; else document order) or "document"
+    lexical_weight: float = 0.0       # "filter": the pick also weighs BM25 of the question's
+                                      # tokens in each block (lexical.py), scaled to the
+                                      # best block's, beside the mass scaled likewise; 0: off
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -62,6 +65,8 @@ class SparseConfig:
             raise ValueError(f"filter_window_tokens must be >= 0, not {self.filter_window_tokens}")
         if not 0.0 <= self.pin_fraction <= 1.0:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
+        if self.lexical_weight < 0:
+            raise ValueError(f"lexical_weight must be >= 0, not {self.lexical_weight}")
         if self.far_order not in FAR_ORDER:
             raise ValueError(f"far_order must be one of {', '.join(FAR_ORDER)}, "
                              f"not {self.far_order!r}")

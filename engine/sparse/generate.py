@@ -19,7 +19,8 @@ from torch import Tensor
 from .attention import SparseAttention, SparseConfig
 from .question_pick import question_forward
 from .attribution import Attribution
-from .kvstore import KVCache, KVCacheError, PrefillConfig, build_cache, cache_dir, open_cache, tokens_hash
+from .kvstore import (KVCache, KVCacheError, PrefillConfig, build_cache, cache_dir, open_cache,
+                      store_token_ids, tokens_hash)
 from .model import Transformer, from_transformers, load_hf_model
 
 
@@ -56,7 +57,8 @@ class AnswerStream:
 
     def __init__(self, engine: "SparseEngine", caches: list[KVCache], prompt: list[int],
                  max_new_tokens: int, stop_ids: Iterable[int],
-                 ranges: list[list[tuple[int, int]] | None] | None = None):
+                 ranges: list[list[tuple[int, int]] | None] | None = None,
+                 query: list[int] | None = None):
         if not prompt:
             raise ValueError("the prompt has no tokens")
         check_tokens(prompt, engine.model.cfg.vocab_size, "prompt")
@@ -65,6 +67,9 @@ class AnswerStream:
         self.attention = SparseAttention(engine.model.cfg, caches, engine.config.sparse,
                                          local_max=len(prompt) + max_new_tokens,
                                          ranges=ranges)
+        if query:
+            check_tokens(query, engine.model.cfg.vocab_size, "query")
+            self.attention.query_ids = torch.tensor(query, dtype=torch.long)
         self.stats = AnswerStats(prompt_tokens=len(prompt),
                                  selected_tokens=self.attention.plan.n_select
                                  * self.attention.block,
@@ -178,6 +183,8 @@ class SparseEngine:
             try:
                 cache = self.open(key)
                 if cache.tokens_sha256 == tokens_hash(tokens):
+                    if cache.token_ids is None:       # built before token ids were kept
+                        cache.token_ids = store_token_ids(path, tokens)
                     return cache
             except KVCacheError:
                 pass            # stale or damaged: rebuild below
@@ -190,12 +197,14 @@ class SparseEngine:
 
     def answer(self, caches: KVCache | list[KVCache], prompt: list[int],
                max_new_tokens: int = 256, stop_ids: Iterable[int] = (), *,
-               ranges: list[list[tuple[int, int]] | None] | None = None) -> AnswerStream:
+               ranges: list[list[tuple[int, int]] | None] | None = None,
+               query: list[int] | None = None) -> AnswerStream:
         """Greedy answer over whole documents (whole-document mode) or, with
         `ranges`, over the blocks of the given token ranges per cache only
-        (retrieval-first mode: the context selector's candidates)."""
+        (retrieval-first mode: the context selector's candidates). `query`:
+        the question's own tokens for the lexical match (default: the prompt)."""
         caches = [caches] if isinstance(caches, KVCache) else list(caches)
-        return AnswerStream(self, caches, prompt, max_new_tokens, stop_ids, ranges)
+        return AnswerStream(self, caches, prompt, max_new_tokens, stop_ids, ranges, query)
 
     @torch.no_grad()
     def prompt_logits(self, caches: KVCache | list[KVCache], prompt: list[int]) -> Tensor:

@@ -105,6 +105,7 @@ class KVCache:
     placement: str
     tokens_sha256: str
     metadata: dict = field(default_factory=dict)
+    token_ids: Tensor | None = None     # the document's tokens [tokens] (lexical.py), if stored
 
     @property
     def device(self) -> torch.device:
@@ -218,7 +219,38 @@ def open_cache(path: Path | str, *, device: str | torch.device = "cpu",
     if reps.kmin.device.type == "cuda":
         reps = reps.compact()           # resident on the device: half the memory
     return KVCache(path, layout, keys, values, reps, placement, meta["tokens_sha256"],
-                   meta.get("metadata", {}))
+                   meta.get("metadata", {}), _load_token_ids(path, layout))
+
+
+TOKEN_IDS = "tokens.npy"
+
+
+def _load_token_ids(path: Path, layout: KVLayout) -> Tensor | None:
+    """The stored token ids; None for caches built before they were kept
+    (`store_token_ids` adds them)."""
+    file = path / TOKEN_IDS
+    if not file.is_file():
+        return None
+    try:
+        ids = np.load(file)
+    except (OSError, ValueError) as exc:
+        raise KVCacheError(f"unreadable token ids {file}: {exc}") from None
+    if ids.shape != (layout.tokens,):
+        raise KVCacheError(f"token ids {file} hold {ids.shape} for {layout.tokens} tokens")
+    return torch.from_numpy(ids.astype(np.int64))
+
+
+def store_token_ids(path: Path | str, tokens: list[int]) -> Tensor:
+    """Write the document's token ids beside its cache (atomically: a
+    half-written file is never read) and return them."""
+    path = Path(path)
+    tmp = path / f".{TOKEN_IDS}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(tokens, dtype=np.int32))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path / TOKEN_IDS)
+    return torch.tensor(tokens, dtype=torch.long)
 
 
 class _PrefillAttention:
@@ -321,6 +353,7 @@ def build_cache(model: Transformer, tokens: list[int], path: Path | str,
             m.flush()
         del k_maps, v_maps
         reps.save(tmp / "representatives.pt")
+        store_token_ids(tmp, tokens)
         meta = {"format": FORMAT_VERSION, "layout": asdict(layout),
                 "tokens_sha256": tokens_hash(tokens), "metadata": metadata}
         _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))

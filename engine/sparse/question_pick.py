@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .exact_scoring import exact_token_mass, spill_to_neighbours
+from .lexical import bm25_scores, candidate_token_ids, fuse
 from .model import apply_rope, rope_cos_sin
 
 if TYPE_CHECKING:
@@ -44,7 +45,36 @@ class QuestionPicking:
             positions = positions[T - last:]
         mass = self._exact_mass(layer, q, positions, scores, pool).sum(0)
         self.filter_mass = mass
-        return mass.topk(k).indices.expand(H, k)
+        return self.rank_filter(mass, k).expand(H, k)
+
+    def rank_filter(self, mass: Tensor, k: int) -> Tensor:
+        """The k best candidates [k] by the filter's mass [n], mixed with the
+        question's lexical match when `lexical_weight` is set."""
+        lexical = self.lexical_scores()
+        if lexical is not None:
+            mass = fuse(mass, lexical, self.config.lexical_weight)
+        return mass.topk(k).indices
+
+    def lexical_scores(self) -> Tensor | None:
+        """BM25 [n] of the question's tokens in each candidate block and its
+        neighbours' edges (lexical.py); None without a weight, a question, or
+        stored token ids (caches built before them)."""
+        if (not self.config.lexical_weight or self.query_ids is None
+                or any(c.token_ids is None for c in self.caches)):
+            return None
+        if self._lexical is None:
+            B = self.block
+            ids = torch.full((len(self.cand_block), B), -1, dtype=torch.long)
+            owner, blocks = self.cand_cache.cpu(), self.cand_block.cpu()
+            for ci, c in enumerate(self.caches):
+                mine = owner == ci
+                padded = torch.nn.functional.pad(
+                    c.token_ids, (0, c.layout.n_blocks * B - c.layout.tokens), value=-1)
+                ids[mine] = padded.view(-1, B)[blocks[mine]]
+            ids = candidate_token_ids(ids.to(self.device), B,
+                                      self.config.spill_tokens, self._adjacent)
+            self._lexical = bm25_scores(ids, self.query_ids.to(self.device))
+        return self._lexical
 
     def _question_pick(self, layer: int, q: Tensor, positions: Tensor | None,
                        scores: Tensor, k: int) -> Tensor:
@@ -124,6 +154,8 @@ def question_forward(model: Transformer, ids: Tensor, attn: SparseAttention, *,
     layer. Single retrieval layers in the middle of the model find a needle
     that per-layer choices, each voting for its own neighbourhood, lose
     (bench/sparse_needle_ranks.py)."""
+    if attn.query_ids is None:          # the lexical match reads the whole prompt
+        attn.query_ids = ids
     if (attn.config.question_scoring == "filter" and attn.plan.n_select
             and not attn.plan.everything):
         if not attn.plan.original and attn.config.far_filter == "windows":
@@ -176,7 +208,7 @@ def windowed_pick(model: Transformer, ids: Tensor, attn: SparseAttention) -> Non
         mass[a:b] = sub.filter_mass.float()
     k, H = attn.plan.n_select, cfg.n_kv_heads
     attn.filter_mass = mass
-    attn.set_question_pick(mass.topk(k).indices.expand(H, k))
+    attn.set_question_pick(attn.rank_filter(mass, k).expand(H, k))
 
 
 def _run_ranges(attn: SparseAttention, a: int, b: int) -> list[list[tuple[int, int]]]:

@@ -1,0 +1,67 @@
+"""The question's words in each candidate block: BM25 over token ids.
+
+The filter layer's attention ranks blocks by how the model reads them, and
+among look-alike facts ("the number for Lisbon is ...", "the number for
+Osaka is ...") it often ranks another fact's block first; past the window,
+where the best block sits next to the question, the model then answers
+with that fact. The one thing that tells look-alikes apart, the rare name
+the question asks about, is a lexical signal, the same one Folio's hybrid
+search uses for segments. Here it is computed over the stored token ids of
+the candidate blocks (no text, no tokenizer: the engine never parses
+files), with inverse document frequency over the candidates, so the
+template's and the question's common tokens weigh little.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+K1 = 1.2          # BM25 term saturation; blocks have one length, so no length norm
+
+
+def candidate_token_ids(ids: Tensor, block: int, edge: int, adjacent: Tensor) -> Tensor:
+    """Token ids [n, edge + block + edge] of each candidate block [n, block]
+    with the `edge` nearest tokens of the blocks next to it in the document
+    (-1 where there is none), so a name cut by a block edge still counts,
+    as the filter's attention mass counts its neighbours' edges."""
+    n = ids.shape[0]
+    edge = min(edge, block)
+    if edge == 0:
+        return ids
+    pad = torch.full((n, edge), -1, dtype=ids.dtype, device=ids.device)
+    before, after = pad.clone(), pad.clone()
+    if n > 1:
+        adj = adjacent[:, None]
+        before[1:] = torch.where(adj, ids[:-1, block - edge:], -1)
+        after[:-1] = torch.where(adj, ids[1:, :edge], -1)
+    return torch.cat([before, ids, after], dim=1)
+
+
+def bm25_scores(ids: Tensor, query: Tensor) -> Tensor:
+    """BM25 score [n] of each candidate (token ids [n, L], -1 = none) for the
+    query's distinct token ids, with IDF over these candidates."""
+    n = ids.shape[0]
+    score = torch.zeros(n, dtype=torch.float32, device=ids.device)
+    for term in torch.unique(query[query >= 0]).tolist():
+        tf = (ids == term).sum(-1).float()
+        df = int((tf > 0).sum())
+        if df == 0:
+            continue
+        idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        score += idf * tf * (K1 + 1) / (tf + K1)
+    return score
+
+
+def fuse(mass: Tensor, lexical: Tensor, weight: float) -> Tensor:
+    """Each candidate's pick score: its attention mass and its lexical score,
+    each scaled by its best candidate's, added with `weight` on the lexical
+    side (a convex-style mix, as hybrid search mixes BM25 and embeddings)."""
+    mass = mass.float().clamp_min(0)
+    lexical = lexical.float().to(mass.device)
+    top_m, top_l = mass.max(), lexical.max()
+    out = mass / top_m if top_m > 0 else mass
+    if top_l > 0:
+        out = out + weight * lexical / top_l
+    return out
