@@ -68,6 +68,12 @@ POLICIES = {
                              pin_fraction=1.0, far_order="score", lexical_weight=1.0),
     "filter-score-lex05": dict(positions="original", question_scoring="filter",
                                pin_fraction=1.0, far_order="score", lexical_weight=0.5),
+    "filter-score-lexmul": dict(positions="original", question_scoring="filter",
+                                pin_fraction=1.0, far_order="score", lexical_weight=1.0,
+                                lexical_fusion="product"),
+    "filter-mean-lexmul": dict(positions="original", question_scoring="filter",
+                               pin_fraction=1.0, unselected="mean", lexical_weight=1.0,
+                               lexical_fusion="product"),
     "filter-mean-lex": dict(positions="original", question_scoring="filter",
                             pin_fraction=1.0, unselected="mean", lexical_weight=1.0),
     # before: Quest for every call, blocks packed at reassigned positions

@@ -34,8 +34,8 @@ are reassigned (InfLLM-style), identically for every head and layer:
 
 with the question's pick in score order, its best block in the last slot
 next to the question (`far_order="score"`: in document order the last
-look-alike of the document always sat there, and the small model read it),
-or in document order while blocks may still change. The farthest distance
+look-alike of the document always sat there, and the small model read it;
+blocks that follow each other stay together), or in document order while blocks may still change. The farthest distance
 is `local_start + local_len - 1`, kept below the model's trained window:
 a document longer than the window is still answered. When the budget
 covers every block the layout is exactly the original one, and the result
@@ -276,14 +276,17 @@ class SparseAttention(QuestionPicking):
     def set_question_pick(self, ranked: Tensor) -> None:
         """One pick [kv_heads, k], best first, for every layer (the filter's);
         past the window with far_order="score" it also fixes each picked
-        block's slot: the best one last, nearest the question."""
+        block's slot: the best one last, nearest the question, blocks that
+        follow each other in the document kept together (score_order_runs)."""
         self.question_picks = {i: ranked for i in range(self.cfg.n_layers)}
         self._unattended = set(self.question_picks)
         if (not self.plan.original and self.config.far_order == "score"
                 and self.config.pin_fraction == 1.0):         # no block moves while decoding
-            k, S, B = ranked.shape[1], self.plan.sink_tokens, self.block
+            S, B = self.plan.sink_tokens, self.block
+            order = torch.tensor(score_order_runs(ranked[0].tolist(), self._adjacent.tolist()),
+                                 dtype=torch.long, device=self.device)
             pos = torch.full((len(self.cand_block),), S, dtype=torch.long, device=self.device)
-            pos[ranked[0].flip(0)] = S + B * torch.arange(k, device=self.device)
+            pos[order] = S + B * torch.arange(len(order), device=self.device)
             self.slot_pos = pos
 
     def _rotate(self, keys: Tensor, sel: Tensor) -> Tensor:
@@ -425,3 +428,22 @@ class SparseAttention(QuestionPicking):
             a = self.token_offsets[ci]
             per.append(self._mass[a:a + c.layout.tokens].cpu())
         return Attribution(per)
+
+
+def score_order_runs(ranked: list[int], adjacent: list[bool]) -> list[int]:
+    """The slots' order, first slot first, for candidates `ranked` (best
+    first): runs of picked candidates that follow each other in the document
+    (`adjacent[i]`: candidate i + 1 follows i) stay together in document
+    order, and the runs go from worst to best, so the best run ends next to
+    the question. A fact cut by a block edge then reads whole; in plain
+    score order its two halves could land apart or reversed (the needle
+    answers showed "217" for "2172051")."""
+    rank = {c: r for r, c in enumerate(ranked)}
+    runs: list[list[int]] = []
+    for c in sorted(ranked):
+        if runs and runs[-1][-1] == c - 1 and adjacent[c - 1]:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    runs.sort(key=lambda run: -min(rank[c] for c in run))
+    return [c for run in runs for c in run]

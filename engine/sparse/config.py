@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .lexical import FUSIONS
+
 EVERYTHING = 1 << 40   # a budget that selects every block
 QUESTION_SCORING = ("filter", "hybrid", "exact", "selector")
 UNSELECTED = ("drop", "mean")
@@ -42,6 +44,8 @@ class SparseConfig:
     lexical_weight: float = 0.0       # "filter": the pick also weighs BM25 of the question's
                                       # tokens in each block (lexical.py), scaled to the
                                       # best block's, beside the mass scaled likewise; 0: off
+    lexical_fusion: str = "sum"       # "sum" (mass + weight * lexical) or "product"
+                                      # (mass * (1 + weight * lexical)), lexical.fuse
 
     def __post_init__(self) -> None:
         if self.positions not in ("original", "reassigned"):
@@ -67,6 +71,9 @@ class SparseConfig:
             raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
         if self.lexical_weight < 0:
             raise ValueError(f"lexical_weight must be >= 0, not {self.lexical_weight}")
+        if self.lexical_fusion not in FUSIONS:
+            raise ValueError(f"lexical_fusion must be one of {', '.join(FUSIONS)}, "
+                             f"not {self.lexical_fusion!r}")
         if self.far_order not in FAR_ORDER:
             raise ValueError(f"far_order must be one of {', '.join(FAR_ORDER)}, "
                              f"not {self.far_order!r}")

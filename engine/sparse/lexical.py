@@ -54,14 +54,26 @@ def bm25_scores(ids: Tensor, query: Tensor) -> Tensor:
     return score
 
 
-def fuse(mass: Tensor, lexical: Tensor, weight: float) -> Tensor:
-    """Each candidate's pick score: its attention mass and its lexical score,
-    each scaled by its best candidate's, added with `weight` on the lexical
-    side (a convex-style mix, as hybrid search mixes BM25 and embeddings)."""
+FUSIONS = ("sum", "product")
+
+
+def fuse(mass: Tensor, lexical: Tensor, weight: float, how: str = "sum") -> Tensor:
+    """Each candidate's pick score from its attention mass and its lexical
+    score, each scaled by its best candidate's. "sum" adds them, `weight`
+    on the lexical side (as hybrid search mixes BM25 and embeddings): a
+    block can get in on its words alone. "product" scales the mass by
+    (1 + weight * lexical): only blocks the model attends to move up, so
+    look-alike facts that share the question's common words are not pulled
+    in beside the one it names."""
     mass = mass.float().clamp_min(0)
     lexical = lexical.float().to(mass.device)
     top_m, top_l = mass.max(), lexical.max()
-    out = mass / top_m if top_m > 0 else mass
-    if top_l > 0:
-        out = out + weight * lexical / top_l
-    return out
+    m = mass / top_m if top_m > 0 else mass
+    if top_l <= 0:
+        return m
+    lex = lexical / top_l
+    if how == "sum":
+        return m + weight * lex
+    if how == "product":
+        return m * (1 + weight * lex)
+    raise ValueError(f"lexical fusion must be one of {', '.join(FUSIONS)}, not {how!r}")

@@ -52,7 +52,7 @@ class QuestionPicking:
         question's lexical match when `lexical_weight` is set."""
         lexical = self.lexical_scores()
         if lexical is not None:
-            mass = fuse(mass, lexical, self.config.lexical_weight)
+            mass = fuse(mass, lexical, self.config.lexical_weight, self.config.lexical_fusion)
         return mass.topk(k).indices
 
     def lexical_scores(self) -> Tensor | None:

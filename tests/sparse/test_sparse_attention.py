@@ -373,20 +373,21 @@ def test_past_the_window_the_filter_runs_once_per_window_of_candidates(tmp_path)
 
 def test_past_the_window_score_order_puts_the_best_block_nearest_the_question(tmp_path):
     """far_order="score": the filter's picks sit in the slots after the sinks
-    from worst to best, so the best block is the one next to the question;
-    the attention rotates each picked block's keys at exactly its slot."""
-    from engine.sparse.attention import SparseAttention
+    from worst to best, so the best block (with the blocks that follow it in
+    the document) is the one next to the question; the attention rotates
+    each picked block's keys at exactly its slot."""
+    from engine.sparse.attention import SparseAttention, score_order_runs
     from engine.sparse.question_pick import question_forward
 
     model = _needle_model(128)
     doc = [t if t != 299 else 1 for t in _rand(400, 10)]
-    doc[250] = 299
-    cache = _engine(model, tmp_path, budget=48).prefill_document(doc)
+    doc[200] = 299
+    cache = _engine(model, tmp_path, budget=64).prefill_document(doc)
     question = [299, 7, 8]
     runs = {}
     for order in ("document", "score"):
         attn = SparseAttention(model.cfg, [cache], SparseConfig(
-            budget_tokens=48, filter_depth=0.0, far_order=order), local_max=len(question) + 2)
+            budget_tokens=64, filter_depth=0.0, far_order=order), local_max=len(question) + 2)
         with torch.no_grad():
             logits = question_forward(model, torch.tensor(question), attn)
         runs[order] = (attn, logits)
@@ -395,12 +396,15 @@ def test_past_the_window_score_order_puts_the_best_block_nearest_the_question(tm
     ranked = by_score.question_picks[0][0]               # best first
     assert torch.equal(ranked, doc_order.question_picks[0][0])      # the same pick
     S, B = by_score.plan.sink_tokens, 16
-    assert by_score.slot_pos[ranked].tolist() == [S + B * r for r in (2, 1, 0)]
-    assert by_score.slot_pos[ranked[0]] + B == by_score.plan.local_start
-    # here the pick is not in document order: the slots, hence the logits, differ
-    assert not torch.equal(ranked.flip(0), ranked.sort().values)
+    order = score_order_runs(ranked.tolist(), by_score._adjacent.tolist())
+    assert by_score.slot_pos[order].tolist() == [S + B * j for j in range(4)]
+    best = order.index(int(ranked[0]))                   # its run fills the last slots
+    assert order[best:] == list(range(int(ranked[0]), order[-1] + 1))
+    assert by_score.slot_pos[order[-1]] + B == by_score.plan.local_start
+    # here the slots are not in document order, hence the logits differ
+    assert order != sorted(order)
     assert not torch.allclose(runs["score"][1], runs["document"][1])
-    sel = ranked.sort().values.expand(model.cfg.n_kv_heads, 3)
+    sel = ranked.sort().values.expand(model.cfg.n_kv_heads, 4)
     keys, _, _ = by_score._gather(1, sel, values=False)
     rotated = by_score._rotate(keys, sel)
     for j, c in enumerate(sel[0].tolist()):
@@ -417,3 +421,18 @@ def test_past_the_window_score_order_puts_the_best_block_nearest_the_question(tm
     assert moving.slot_pos is None
     with pytest.raises(ValueError, match="far_order"):
         SparseConfig(far_order="best")
+
+
+def test_score_order_keeps_neighbouring_blocks_together_in_document_order():
+    """Runs of picked blocks that follow each other in the document keep
+    their order and stay side by side; the runs go from worst to best."""
+    from engine.sparse.attention import score_order_runs
+
+    adjacent = [True] * 9
+    adjacent[4] = False                       # candidate 5 does not follow 4
+    # 6 is best, 5 right before it; 3 and 4 form a run ranked by 3 (2nd)
+    assert score_order_runs([6, 3, 5, 8, 4], adjacent) == [8, 3, 4, 5, 6]
+    # 4 and 5 are neighbours in the list but not in the document: apart
+    assert score_order_runs([4, 5], adjacent) == [5, 4]
+    assert score_order_runs([2, 1, 0], adjacent) == [0, 1, 2]
+    assert score_order_runs([7], adjacent) == [7]

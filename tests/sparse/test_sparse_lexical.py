@@ -53,6 +53,14 @@ def test_fuse_scales_both_sides_and_weight_zero_keeps_the_mass_order():
     torch.testing.assert_close(fuse(mass, lexical, 1.0), torch.tensor([1.0, 0.5, 1.25]))
     # no lexical match anywhere: the mass alone
     torch.testing.assert_close(fuse(mass, torch.zeros(3), 1.0), mass / 4)
+    # "product": only attended blocks move up; a block with no mass stays out
+    torch.testing.assert_close(fuse(mass, lexical, 1.0, "product"),
+                               torch.tensor([1.0, 0.5, 0.5]))
+    assert fuse(torch.tensor([4.0, 0.0]), torch.tensor([0.0, 9.0]), 5.0, "product")[1] == 0
+    with pytest.raises(ValueError, match="fusion"):
+        fuse(mass, lexical, 1.0, "max")
+    with pytest.raises(ValueError, match="lexical_fusion"):
+        SparseConfig(lexical_fusion="max")
 
 
 def _engine(model, tmp_path, **sparse):
