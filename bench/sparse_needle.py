@@ -26,56 +26,47 @@ CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart", "Bergen", 
           "Dakar", "Hanoi", "Krakow", "Mendoza", "Perth", "Reykjavik", "Tbilisi", "Windhoek"]
 
 # Selection policies compared by `--selections` (SparseConfig fields). All but
-# "filter-mean" (the default) drop the blocks they leave out, as before.
+# "filter-mean" and "filter-score-lex" (the defaults, inside and past the
+# window) drop the blocks they leave out, or rank without the question's
+# words, as before.
 DROP = dict(unselected="drop")
+FILTER = dict(positions="original", question_scoring="filter", pin_fraction=1.0)
+NOLEX = dict(lexical_weight=0.0)      # the pick by attention mass alone
 POLICIES = {
     "hybrid": dict(positions="original", question_scoring="hybrid", pin_fraction=0.5, **DROP),
     "exact": dict(positions="original", question_scoring="exact", pin_fraction=0.5, **DROP),
     # GemFilter-style: one middle layer's exact attention picks for every layer
-    "filter": dict(positions="original", question_scoring="filter", pin_fraction=1.0, **DROP),
-    "filter-pin50": dict(positions="original", question_scoring="filter", pin_fraction=0.5,
-                         **DROP),
+    "filter": dict(FILTER, **DROP, **NOLEX),
+    "filter-pin50": dict(FILTER, pin_fraction=0.5, **DROP, **NOLEX),
     # the pick read from the question's last 8 tokens / last token only (GemFilter)
-    "filter-last8": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                         filter_rows=8, **DROP),
-    "filter-last1": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                         filter_rows=1, **DROP),
+    "filter-last8": dict(FILTER, filter_rows=8, **DROP, **NOLEX),
+    "filter-last1": dict(FILTER, filter_rows=1, **DROP, **NOLEX),
     # the same pick, the blocks packed after the sinks (as past the window)
-    "filter-packed": dict(positions="reassigned", question_scoring="filter", pin_fraction=1.0,
-                          **DROP),
-    # the default: the left-out blocks still attended, each as one summary
-    # (mean key and value) while the blocks keep their positions
-    "filter-mean": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                        unselected="mean"),
+    "filter-packed": dict(FILTER, positions="reassigned", **DROP, **NOLEX),
+    # the default inside the window: the left-out blocks still attended, each
+    # as one summary (mean key and value) while the blocks keep their positions
+    "filter-mean": dict(FILTER, unselected="mean"),
     # past the window: the filter pass over all candidates at once, before
     # RoPE (the default), against once per window of 32K / 8K candidates;
     # the slots in document order (before 2026-12-03's eighth session)
-    "filter-unrotated": dict(positions="original", question_scoring="filter",
-                             pin_fraction=1.0, far_filter="unrotated", far_order="document"),
-    "filter-windows": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                           far_filter="windows", far_order="document"),
-    "filter-w8k": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                       far_filter="windows", filter_window_tokens=8192, far_order="document"),
+    "filter-unrotated": dict(FILTER, far_filter="unrotated", far_order="document", **NOLEX),
+    "filter-windows": dict(FILTER, far_filter="windows", far_order="document", **NOLEX),
+    "filter-w8k": dict(FILTER, far_filter="windows", filter_window_tokens=8192,
+                       far_order="document", **NOLEX),
     # past the window: the picked blocks' slots in score order, the best last
-    # (the default)
-    "filter-score": dict(positions="original", question_scoring="filter", pin_fraction=1.0,
-                         far_order="score"),
-    "filter-windows-score": dict(positions="original", question_scoring="filter",
-                                 pin_fraction=1.0, far_filter="windows", far_order="score"),
-    # the pick also weighs the question's words in each block (lexical.py):
-    # past the window in score order, and inside it with summaries
-    "filter-score-lex": dict(positions="original", question_scoring="filter",
-                             pin_fraction=1.0, far_order="score", lexical_weight=1.0),
-    "filter-score-lex05": dict(positions="original", question_scoring="filter",
-                               pin_fraction=1.0, far_order="score", lexical_weight=0.5),
-    "filter-score-lexmul": dict(positions="original", question_scoring="filter",
-                                pin_fraction=1.0, far_order="score", lexical_weight=1.0,
+    "filter-score": dict(FILTER, far_order="score", **NOLEX),
+    "filter-windows-score": dict(FILTER, far_filter="windows", far_order="score", **NOLEX),
+    # the pick also weighs the question's words in each block (lexical.py);
+    # past the window with "sum" (the default), or by product, or at half
+    # weight; inside the window too ("always")
+    "filter-score-lex": dict(FILTER, far_order="score", lexical_weight=1.0),
+    "filter-score-lex05": dict(FILTER, far_order="score", lexical_weight=0.5),
+    "filter-score-lexmul": dict(FILTER, far_order="score", lexical_weight=1.0,
                                 lexical_fusion="product"),
-    "filter-mean-lexmul": dict(positions="original", question_scoring="filter",
-                               pin_fraction=1.0, unselected="mean", lexical_weight=1.0,
-                               lexical_fusion="product"),
-    "filter-mean-lex": dict(positions="original", question_scoring="filter",
-                            pin_fraction=1.0, unselected="mean", lexical_weight=1.0),
+    "filter-mean-lex": dict(FILTER, unselected="mean", lexical_weight=1.0,
+                            lexical_scope="always"),
+    "filter-mean-lexmul": dict(FILTER, unselected="mean", lexical_weight=1.0,
+                               lexical_fusion="product", lexical_scope="always"),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0,
                   **DROP),

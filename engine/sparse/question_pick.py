@@ -58,8 +58,10 @@ class QuestionPicking:
     def lexical_scores(self) -> Tensor | None:
         """BM25 [n] of the question's tokens in each candidate block and its
         neighbours' edges (lexical.py); None without a weight, a question, or
-        stored token ids (caches built before them)."""
+        stored token ids (caches built before them), and with
+        `lexical_scope="far"` while the blocks keep their positions."""
         if (not self.config.lexical_weight or self.query_ids is None
+                or (self.config.lexical_scope == "far" and self.plan.original)
                 or any(c.token_ids is None for c in self.caches)):
             return None
         if self._lexical is None:

@@ -336,7 +336,7 @@ def test_past_the_window_the_filter_runs_once_per_window_of_candidates(tmp_path)
     engine = _engine(model, tmp_path, budget=32)
     cache = engine.prefill_document(doc)
     config = SparseConfig(budget_tokens=32, filter_depth=0.0, spill_tokens=0,
-                          far_filter="windows")
+                          far_filter="windows", lexical_weight=0.0)     # the mass alone
     question = [299, 7, 8]
     attn = SparseAttention(model.cfg, [cache], config, local_max=len(question) + 2)
     assert not attn.plan.original and attn.plan.n_select == 2

@@ -92,8 +92,8 @@ def test_the_question_s_rare_token_brings_its_block_to_the_top(window, tmp_path)
     picks = {}
     for weight in (0.0, 4.0):
         attn = SparseAttention(model.cfg, [cache], SparseConfig(
-            budget_tokens=48, filter_depth=0.0, spill_tokens=4, lexical_weight=weight),
-            local_max=len(question) + 2)
+            budget_tokens=48, filter_depth=0.0, spill_tokens=4, lexical_weight=weight,
+            lexical_scope="always"), local_max=len(question) + 2)
         with torch.no_grad():
             question_forward(model, torch.tensor(question), attn)
         assert attn.plan.original == (window == 512)
@@ -111,11 +111,29 @@ def test_the_question_s_rare_token_brings_its_block_to_the_top(window, tmp_path)
     assert int(picks[0.0][0]) != needle     # the mass alone ranked another block first
 
 
+def test_by_default_the_words_count_past_the_window_only(tmp_path):
+    """The defaults: lexical weight 1 ("sum") past the window, where the
+    best block sits next to the question; inside it the blocks keep their
+    positions and the pick is the model's attention alone."""
+    question = [5, 298, 7, 8]
+    for window, expect in ((512, False), (128, True)):
+        model = from_transformers(tiny_hf("llama", seed=3, window=window))
+        cache = _engine(model, tmp_path / str(window)).prefill_document(_doc())
+        attn = SparseAttention(model.cfg, [cache], SparseConfig(
+            budget_tokens=48, filter_depth=0.0, spill_tokens=4), local_max=len(question) + 2)
+        with torch.no_grad():
+            question_forward(model, torch.tensor(question), attn)
+        assert (attn.lexical_scores() is not None) == expect
+        assert (int(attn.question_picks[0][0, 0]) == 250 // 16 - 1) == expect
+    with pytest.raises(ValueError, match="lexical_scope"):
+        SparseConfig(lexical_scope="near")
+
+
 def test_the_engine_matches_the_query_it_is_given(tmp_path):
     """`answer(query=...)` matches the question's own tokens, not the prompt's."""
     model = from_transformers(tiny_hf("llama", seed=3))
     engine = _engine(model, tmp_path, budget_tokens=48, filter_depth=0.0, spill_tokens=4,
-                     lexical_weight=4.0)
+                     lexical_weight=4.0, lexical_scope="always")
     cache = engine.prefill_document(_doc())
     stream = engine.answer(cache, [5, 7, 8], max_new_tokens=1, query=[298])
     list(stream)
