@@ -61,6 +61,7 @@ POLICIES = {
     # weight; inside the window too ("always")
     "filter-score-lex": dict(FILTER, far_order="score", lexical_weight=1.0),
     "filter-score-lex05": dict(FILTER, far_order="score", lexical_weight=0.5),
+    "filter-score-lex2": dict(FILTER, far_order="score", lexical_weight=2.0),
     "filter-score-lexmul": dict(FILTER, far_order="score", lexical_weight=1.0,
                                 lexical_fusion="product"),
     "filter-mean-lex": dict(FILTER, unselected="mean", lexical_weight=1.0,
