@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from engine.sparse.generate import EngineConfig, SparseEngine
-from engine.sparse.kvstore import KVLayout, random_cache
+from engine.sparse.kv_build import random_cache
+from engine.sparse.kvstore import KVLayout
 from engine.sparse.model import param_bytes
 
 from llama_decode import llama_decode

@@ -23,7 +23,8 @@ import torch
 from engine.sparse.attention import SparseAttention, SparseConfig
 from engine.sparse.block_pool import fetch_blocks
 from engine.sparse.generate import EngineConfig, SparseEngine
-from engine.sparse.kvstore import KVLayout, random_cache
+from engine.sparse.kv_build import random_cache
+from engine.sparse.kvstore import KVLayout
 from engine.sparse.model import param_bytes
 from engine.sparse.static_decode import StaticConfig, StaticDecoder, greedy
 

@@ -1,6 +1,6 @@
 """Offloaded sparse-attention inference (issue 5).
 
-A document's KV cache is computed once (`kvstore.build_cache`), kept on disk
+A document's KV cache is computed once (`kv_build.build_cache`), kept on disk
 as memory-mapped blocks with keys before RoPE, and for each question only
 the blocks that matter are attended to (`attention.SparseAttention`), chosen
 per layer and KV head by scoring small block representatives
@@ -15,7 +15,8 @@ attention, generate, registry.
 from .attention import EVERYTHING, SparseConfig
 from .attribution import Attribution
 from .generate import AnswerStats, AnswerStream, EngineConfig, SparseEngine
-from .kvstore import KVCache, KVCacheError, PrefillConfig, build_cache, open_cache
+from .kv_build import build_cache
+from .kvstore import KVCache, KVCacheError, PrefillConfig, open_cache
 
 __all__ = ["EVERYTHING", "AnswerStats", "AnswerStream", "Attribution", "EngineConfig",
            "KVCache", "KVCacheError", "PrefillConfig", "SparseConfig", "SparseEngine",

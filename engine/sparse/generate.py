@@ -19,7 +19,8 @@ from torch import Tensor
 from .attention import SparseAttention, SparseConfig
 from .question_pick import question_forward
 from .attribution import Attribution
-from .kvstore import (KVCache, KVCacheError, PrefillConfig, build_cache, cache_dir, open_cache,
+from .kv_build import build_cache
+from .kvstore import (KVCache, KVCacheError, PrefillConfig, cache_dir, open_cache,
                       store_token_ids, tokens_hash)
 from .model import Transformer, from_transformers, load_hf_model
 

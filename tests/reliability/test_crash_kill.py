@@ -220,7 +220,7 @@ def test_kill_during_background_embedding_resumes(library, mode):
 KV_CHILD = """
     import os, sys
     from pathlib import Path
-    import engine.sparse.kvstore as kvstore
+    import engine.sparse.kv_build as kv_build
     import engine.sparse.registry as registry
     from kill_support import die, sparse_engine
     from storage import open_db
@@ -228,20 +228,20 @@ KV_CHILD = """
     db_path, kv_root, doc_id, point = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     engine = sparse_engine(kv_root)
     if point == "prefill":          # half the chunks' blocks are in the files
-        real_store, calls = kvstore._PrefillAttention._store, [0]
+        real_store, calls = kv_build._PrefillAttention._store, [0]
         def store(self, maps, layer, x):
             calls[0] += 1
             if calls[0] == 13:
                 die()
             real_store(self, maps, layer, x)
-        kvstore._PrefillAttention._store = store
+        kv_build._PrefillAttention._store = store
     elif point == "swap":           # the old cache moved aside, the new one not yet in place
         real_replace = os.replace
         def replace(src, dst):
             real_replace(src, dst)
             if ".old-" in str(dst):
                 die()
-        kvstore.os.replace = replace
+        os.replace = replace
     elif point == "register":       # the cache is complete, its row still says 'writing'
         registry.register = lambda *args, **kwargs: die()
     registry.prefill_for_document(engine, open_db(db_path), doc_id, list(range(7, 207)), "doc-b")

@@ -262,7 +262,8 @@ def test_unselected_blocks_as_mean_keys_restore_their_share():
     are all equal (here zero) that summary is exact, so the sparse output
     equals attention over every block; dropping the blocks does not."""
     from engine.sparse.attention import SparseAttention
-    from engine.sparse.kvstore import KVLayout, random_cache
+    from engine.sparse.kv_build import random_cache
+    from engine.sparse.kvstore import KVLayout
 
     cfg = from_transformers(tiny_hf("qwen2")).cfg
     layout = KVLayout(tokens=150, block_size=16, layers=cfg.n_layers,

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from engine.sparse.kvstore import (KVCacheError, PrefillConfig, build_cache, cache_dir,
-                                   open_cache)
+from engine.sparse.kv_build import build_cache
+from engine.sparse.kvstore import KVCacheError, PrefillConfig, cache_dir, open_cache
 from engine.sparse.model import DenseAttention, apply_rope, rope_cos_sin
 
 
@@ -85,12 +85,12 @@ def test_float16_store_is_close_and_half_the_size(tiny_qwen, tmp_path):
 
 def test_interrupted_build_leaves_nothing(tiny_qwen, tmp_path, monkeypatch):
     _, model = tiny_qwen
-    import engine.sparse.kvstore as kvstore
+    import engine.sparse.kv_build as kv_build
 
     def boom(*args, **kwargs):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(kvstore, "_representatives", boom)
+    monkeypatch.setattr(kv_build, "_representatives", boom)
     with pytest.raises(RuntimeError, match="power cut"):
         build_cache(model, list(range(80)), tmp_path / "m" / "doc",
                     PrefillConfig(block_size=16, chunk=32))
