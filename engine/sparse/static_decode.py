@@ -14,8 +14,9 @@ moves. This step does the same arithmetic with every shape fixed once:
   (block_pool.py) keeps them on the device, fetching only newly selected
   blocks from pinned host memory;
 - pooled keys are rotated where positions.py's PositionPlan puts them (the
-  candidate's own position while everything fits the window, else slot
-  rank i in document order at S + i*B) and attended exactly in float32
+  candidate's own position while everything fits the window, else the slot
+  the question's pick gave it in score order, or its rank i in document
+  order at S + i*B) and attended exactly in float32
   with the sinks and the local window: on CUDA in the two kernels of
   fused_attention.py, else as pool_attention.py's pool part merged with
   the near part by log-sum-exp;
@@ -37,15 +38,14 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .attention import SparseAttention
 from .block_pool import CandidateTables, empty_resident, fetch_blocks, refill_into
-from .model import Transformer, apply_rope, rope_cos_sin
+from .model import Transformer, rope_cos_sin
 from .fused_attention import fused_attention, usable
 from .pool_attention import pool_logits, pool_values
-from .selectors import aggregate
+from .static_ops import linear, merge_parts, near_attention, post_attention, pre_attention, route
 
 
 @dataclass
@@ -89,82 +89,6 @@ class LayerState:
     slot_base: Tensor | None = None
     slot_valid: Tensor | None = None
     slot_tok: Tensor | None = None
-
-
-def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """model.Linear for float32 / bfloat16 weights: float32 activations in and out."""
-    y = F.linear(x.float(), w) if w.dtype == torch.float32 else F.linear(x.to(w.dtype), w).float()
-    return y if b is None else y + b
-
-
-def _rms(x: Tensor, w: Tensor, eps: float) -> Tensor:
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)) * w
-
-
-def _pre(x, norm_w, wqkv, bqkv, cos, sin, eps: float, H: int, G: int, D: int):
-    """Pre-RoPE grouped queries, rotated queries (scaled by 1/sqrt(D)),
-    rotated key and value of one token (q/k/v in one product: Block.fused_weights)."""
-    h = _rms(x, norm_w, eps)
-    q, k, v = _linear(h, wqkv, bqkv).split([H * G * D, H * D, H * D], -1)
-    q, k, v = q.reshape(H * G, 1, D), k.reshape(H, 1, D), v.reshape(H, 1, D)
-    q_rot = apply_rope(q, cos, sin).reshape(H, G, D) * D ** -0.5
-    return q.reshape(H, G, D), q_rot, apply_rope(k, cos, sin), v
-
-
-def _route(q_pre, reps, selector, head_dim: int, k: int, pinned):
-    """The k best blocks per KV head, in no particular order (the pool wants
-    a set), the `pinned` ones [H, n_pin] (from the question's pick) first,
-    as SparseAttention.select chooses them."""
-    scores = aggregate(selector.scores(q_pre.float(), reps), head_dim)
-    if pinned is not None:
-        scores = scores.scatter(1, pinned, float("inf"))
-    return scores.topk(k, dim=-1).indices
-
-
-def _near(q, sink_k, sink_v, sink_bias, local_k, local_v, local_mask):
-    """Attention over what is on the device before any block arrives: the
-    sinks (and summaries) and the local window. Returns their
-    softmax-weighted values [H, G, D], probabilities [H, G, S' + local_max]
-    and log-sum-exp [H, G, 1], so the pool's part can be merged in once it
-    is fetched."""
-    logits = torch.cat([q @ sink_k.transpose(1, 2) + sink_bias[:, None, :],
-                        (q @ local_k.transpose(1, 2)).masked_fill(~local_mask, float("-inf"))],
-                       -1)
-    lse = torch.logsumexp(logits, -1, keepdim=True)     # finite: the newest token is local
-    probs = torch.exp(logits - lse)
-    n_sink = sink_k.shape[1]
-    return probs[..., :n_sink] @ sink_v + probs[..., n_sink:] @ local_v, probs, lse
-
-
-def _merge(out_near, probs_near, lse_near, n_sink: int, pool_logits, slot_valid, slot_tok,
-           block_offsets, dump: int):
-    """One softmax over [sinks | pool | local window], from the near part's
-    log-sum-exp and the pool's logits (RetrievalAttention's merge: each part
-    normalised where it was computed, rescaled by exp(lse_part - lse_all)).
-    Returns the near part's share of the output [H, G, D] (pool_values adds
-    the pool's), the pool's probabilities [H, G, k*B], and for attribution
-    the sinks' mass [S*B] and the pool's mass per document token (token ids
-    [H*k*B], `dump` where padding)."""
-    if pool_logits is None:
-        return out_near, None, probs_near[..., :n_sink].sum(dim=(0, 1)).double(), None, None
-    lse = torch.logaddexp(lse_near, torch.logsumexp(pool_logits, -1, keepdim=True))
-    w_near = torch.exp(lse_near - lse)
-    p_pool = torch.exp(pool_logits - lse).contiguous()
-    sink_mass = (probs_near[..., :n_sink] * w_near).sum(dim=(0, 1)).double()
-    H = out_near.shape[0]
-    valid = block_offsets < slot_valid[..., None]
-    tok = torch.where(valid, slot_tok[..., None] + block_offsets, dump).view(-1)
-    return out_near * w_near, p_pool, sink_mass, tok, p_pool.sum(1).double().view(H, -1).reshape(-1)
-
-
-def _post(x, attn_out, wo, bo, norm_w, wgu, wd, eps: float):
-    """Residual + output projection, then the SwiGLU MLP (model.Block.finish,
-    gate and up in one product)."""
-    x = x + _linear(attn_out.reshape(x.shape[0], -1), wo, bo)
-    h = _rms(x, norm_w, eps)
-    gate, up = _linear(h, wgu, None).chunk(2, -1)
-    return x + _linear(F.silu(gate) * up, wd, None)
 
 
 class StaticDecoder:
@@ -250,15 +174,10 @@ class StaticDecoder:
         self.block_offsets = torch.arange(B, device=dev)
         self.logits = torch.zeros(cfg.vocab_size, device=dev)
         self._local_pos = torch.arange(L, device=dev)
-        self._pre, self._route, self._near, self._merge, self._post = \
-            _pre, _route, _near, _merge, _post
+        ops = (pre_attention, route, near_attention, merge_parts, post_attention)
         if self.config.compile:
-            opts = dict(fullgraph=True, dynamic=False)
-            self._pre = torch.compile(_pre, **opts)
-            self._route = torch.compile(_route, **opts)
-            self._near = torch.compile(_near, **opts)
-            self._merge = torch.compile(_merge, **opts)
-            self._post = torch.compile(_post, **opts)
+            ops = tuple(torch.compile(f, fullgraph=True, dynamic=False) for f in ops)
+        self._pre, self._route, self._near, self._merge, self._post = ops
         # whether decoding can select blocks the question did not (to fetch)
         self.moves = bool(k) and self.fixed_sel is None and any(
             st.pinned is None or st.pinned.shape[1] < k for st in self.layers)

@@ -12,7 +12,8 @@ from engine.sparse.block_pool import empty_resident, fetch_blocks, refill, slot_
 from engine.sparse.generate import EngineConfig, SparseEngine
 from engine.sparse.kvstore import PrefillConfig, open_cache
 from engine.sparse.model import DenseAttention, from_transformers
-from engine.sparse.static_decode import StaticConfig, StaticDecoder, _merge, _near, greedy
+from engine.sparse.static_decode import StaticConfig, StaticDecoder, greedy
+from engine.sparse.static_ops import merge_parts, near_attention
 
 from sparse_support import tiny_hf
 
@@ -223,11 +224,11 @@ def test_near_and_pool_merged_by_log_sum_exp_equal_one_softmax(pool_valid):
     offsets = torch.arange(B)
     pool_mask = (offsets < slot_valid[..., None]).view(H, 1, k * B)
     pool_logits = (q @ pool_k.transpose(1, 2)).masked_fill(~pool_mask, float("-inf"))
-    out_near, probs_near, lse_near = _near(q, sink_k, sink_v, sink_bias, local_k, local_v,
-                                           local_mask)
+    out_near, probs_near, lse_near = near_attention(q, sink_k, sink_v, sink_bias, local_k,
+                                                    local_v, local_mask)
     slot_tok = torch.arange(k)[None, :].expand(H, k) * 100
-    out, p_pool, sink_mass, tok, pool_mass = _merge(out_near, probs_near, lse_near, S,
-                                                    pool_logits, slot_valid, slot_tok, offsets, 999)
+    out, p_pool, sink_mass, tok, pool_mass = merge_parts(
+        out_near, probs_near, lse_near, S, pool_logits, slot_valid, slot_tok, offsets, 999)
     out = out + p_pool @ pool_v
     logits = torch.cat([q @ sink_k.transpose(1, 2) + sink_bias[:, None, :],
                         pool_logits,
