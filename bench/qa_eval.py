@@ -20,7 +20,8 @@ Metrics follow the set's README: retrieval hit (gold page / lines inside the
 selected context; code: the selected lines cover the gold lines), answer
 accuracy (normalised containment; unanswerable items must be declined),
 citation accuracy (a cited span on the gold page / overlapping the gold
-lines), time to first token, total time, context tokens.
+lines), time to first token, total time, context tokens (scored in
+qa_scoring.py).
 
 `--retrieval-only` runs the first half of every answer exactly as `folio
 ask` does (`Answerer.retrieve`: the same budget logic, search and selection
@@ -39,12 +40,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import statistics
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,26 +51,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
-_TRANS = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u2032": "'", "\u201c": '"', "\u201d": '"',
-    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2010": "-", "\u2011": "-",
-    "\u00a0": " ",
-})
-
-
-def loose(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_TRANS).casefold()
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def contains(haystack: str, needle: str) -> bool:
-    """The set's containment rule (README: NFKC, casefold, ASCII quotes and
-    dashes, collapsed whitespace; punctuation is kept, so the alias
-    "~/.dynare" is not found in an answer that merely says "DYNARE"). The
-    answer is read as the app shows it: Markdown's code backticks are
-    formatting, not text ("the `ArgumentParser` constructor")."""
-    return bool(needle.strip()) and loose(needle) in loose(haystack.replace("`", ""))
-
+# the scoring (contains is also read from here by qa_recite.py and the tests)
+from bench.qa_scoring import (contains, gold_in_segment, retrieval_hit,  # noqa: E402,F401
+                              score_item, summarize)
 
 def load_items(path: Path, limit: int | None, ids: list[str] | None) -> list[dict]:
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -111,89 +93,6 @@ def ingest_all(settings, db, shared: Path, docs: list[str]) -> dict[str, int]:
     if done:
         print(f"embedded {done} segments in {time.perf_counter() - started:.0f} s", flush=True)
     return ids
-
-
-def selected_locations(sources) -> tuple[set[int], list[tuple[int, int]]]:
-    """Pages and line ranges of the segments the model was shown."""
-    pages: set[int] = set()
-    lines: list[tuple[int, int]] = []
-    for source in sources:
-        if source.page is not None:
-            pages.add(source.page)
-        # the lines actually shown: a pruned function keeps some of its
-        # lines, so the source's first-to-last span would overstate it
-        lines.extend((a, b) for a, b in source.line_ranges)
-    return pages, lines
-
-
-def covers(ranges: list[tuple[int, int]], start: int, end: int) -> bool:
-    return all(any(a <= line <= b for a, b in ranges) for line in range(start, end + 1))
-
-
-def retrieval_hit(item: dict, sources) -> bool:
-    """The gold page (every page a selected source spans) or the gold lines
-    (covered by the selected line ranges) inside the selected sources."""
-    pages, lines = selected_locations(sources)
-    if item["kind"] == "pdf":
-        # Pages of all selected segments (a merged source spans several pages).
-        pages |= {page for s in sources for page in s.pages}
-        return item["page"] in pages
-    return covers(lines, *item["lines"])
-
-
-def gold_in_segment(item: dict, segment) -> bool:
-    """Whether a stored segment holds (part of) the gold location."""
-    if item["kind"] == "pdf":
-        return segment.page == item["page"]
-    start, end = item["lines"]
-    return (segment.line_start is not None and segment.line_start <= end
-            and (segment.line_end or segment.line_start) >= start)
-
-
-def score_item(item: dict, result, doc_id: int) -> dict:
-    unanswerable = item["answer"] == "UNANSWERABLE"
-    row = {"id": item["id"], "type": item["type"], "doc": item["doc"],
-           "declined": result.declined, "answer": result.text, "raw_answer": result.raw_text,
-           "budget": result.budget,
-           "ttft_s": result.ttft_s, "total_s": result.total_s,
-           "context_tokens": result.context_tokens, "prompt_tokens": result.prompt_tokens,
-           "sources": len(result.sources)}
-    if unanswerable:
-        row["answer_ok"] = result.declined
-        row["retrieval_hit"] = row["citation_ok"] = None
-        return row
-    answers = [item["answer"], *item.get("answer_aliases", [])]
-    row["answer_ok"] = (not result.declined) and any(contains(result.raw_text, a) for a in answers)
-    row["retrieval_hit"] = retrieval_hit(item, result.sources)
-    if item["kind"] == "pdf":
-        row["citation_ok"] = any(c.document_id == doc_id and c.page == item["page"]
-                                 for c in result.citations)
-    else:
-        start, end = item["lines"]
-        row["citation_ok"] = any(c.document_id == doc_id and c.line_start is not None
-                                 and c.line_start <= end and (c.line_end or c.line_start) >= start
-                                 for c in result.citations)
-    return row
-
-
-def summarize(rows: list[dict]) -> dict:
-    def rate(key, subset):
-        values = [r[key] for r in subset if r[key] is not None]
-        return round(sum(values) / len(values), 3) if values else None
-
-    answerable = [r for r in rows if r["type"] != "unanswerable"]
-    unanswerable = [r for r in rows if r["type"] == "unanswerable"]
-    return {
-        "items": len(rows),
-        "retrieval_hit": rate("retrieval_hit", answerable),
-        "answer_accuracy": rate("answer_ok", answerable),
-        "citation_accuracy": rate("citation_ok", answerable),
-        "declined_unanswerable": rate("answer_ok", unanswerable),
-        "overall_accuracy": rate("answer_ok", rows),
-        "median_ttft_s": round(statistics.median(r["ttft_s"] for r in rows), 2) if rows else None,
-        "median_total_s": round(statistics.median(r["total_s"] for r in rows), 2) if rows else None,
-        "mean_context_tokens": round(statistics.mean(r["context_tokens"] for r in rows)) if rows else None,
-    }
 
 
 def build(settings, db, backend, mode: str, budget: int | None):
