@@ -52,35 +52,16 @@ class SparseConfig:
                                       # 32K, "product" gained 1); "always"
 
     def __post_init__(self) -> None:
-        if self.positions not in ("original", "reassigned"):
-            raise ValueError(f"positions must be 'original' or 'reassigned', not {self.positions!r}")
-        if self.question_scoring not in QUESTION_SCORING:
-            raise ValueError(f"question_scoring must be one of {', '.join(QUESTION_SCORING)}, "
-                             f"not {self.question_scoring!r}")
-        if not 0.0 <= self.filter_depth <= 1.0:
-            raise ValueError(f"filter_depth must be within [0, 1], not {self.filter_depth}")
-        if self.spill_tokens < 0:
-            raise ValueError(f"spill_tokens must be >= 0, not {self.spill_tokens}")
-        if self.filter_rows < 0:
-            raise ValueError(f"filter_rows must be >= 0, not {self.filter_rows}")
-        if self.unselected not in UNSELECTED:
-            raise ValueError(f"unselected must be one of {', '.join(UNSELECTED)}, "
-                             f"not {self.unselected!r}")
-        if self.far_filter not in FAR_FILTER:
-            raise ValueError(f"far_filter must be one of {', '.join(FAR_FILTER)}, "
-                             f"not {self.far_filter!r}")
-        if self.filter_window_tokens < 0:
-            raise ValueError(f"filter_window_tokens must be >= 0, not {self.filter_window_tokens}")
-        if not 0.0 <= self.pin_fraction <= 1.0:
-            raise ValueError(f"pin_fraction must be within [0, 1], not {self.pin_fraction}")
-        if self.lexical_weight < 0:
-            raise ValueError(f"lexical_weight must be >= 0, not {self.lexical_weight}")
-        if self.lexical_fusion not in FUSIONS:
-            raise ValueError(f"lexical_fusion must be one of {', '.join(FUSIONS)}, "
-                             f"not {self.lexical_fusion!r}")
-        if self.lexical_scope not in LEXICAL_SCOPE:
-            raise ValueError(f"lexical_scope must be one of {', '.join(LEXICAL_SCOPE)}, "
-                             f"not {self.lexical_scope!r}")
-        if self.far_order not in FAR_ORDER:
-            raise ValueError(f"far_order must be one of {', '.join(FAR_ORDER)}, "
-                             f"not {self.far_order!r}")
+        choices = {"positions": ("original", "reassigned"), "question_scoring": QUESTION_SCORING,
+                   "unselected": UNSELECTED, "far_filter": FAR_FILTER, "far_order": FAR_ORDER,
+                   "lexical_fusion": FUSIONS, "lexical_scope": LEXICAL_SCOPE}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        for name in ("filter_depth", "pin_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], not {getattr(self, name)}")
+        for name in ("spill_tokens", "filter_rows", "filter_window_tokens", "lexical_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
