@@ -79,10 +79,20 @@ def test_restated_framing_repeats_the_instructions_after_the_question(backend, l
     answer_once(qa, "Who built the observatory?")        # the document is read (or was)
     question = "Who built the observatory?"
     backend.options.framing = "restated"
+    real_answer, queries = backend.engine.answer, []
+
+    def answer(*args, **kwargs):
+        queries.append(kwargs.get("query"))
+        return real_answer(*args, **kwargs)
+
+    backend.engine.answer = answer
     try:
         again = answer_once(qa, question)
     finally:
         backend.options.framing = "plain"
+        backend.engine.answer = real_answer
+    # the pick's lexical match reads the question's own words, not the framing
+    assert queries == [backend.encode(question)]
     assert "Kovacs" in again.raw_text and not again.declined
     # the same stored document; only the question turn grew by the instructions
     assert not again.kv["documents"][0]["built"]
