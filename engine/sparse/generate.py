@@ -185,7 +185,10 @@ class SparseEngine:
                 cache = self.open(key)
                 if cache.tokens_sha256 == tokens_hash(tokens):
                     if cache.token_ids is None:       # built before token ids were kept
-                        cache.token_ids = store_token_ids(path, tokens)
+                        try:
+                            cache.token_ids = store_token_ids(path, tokens)
+                        except OSError:               # a read-only or full disk: keep them here
+                            cache.token_ids = torch.tensor(tokens, dtype=torch.long)
                     return cache
             except KVCacheError:
                 pass            # stale or damaged: rebuild below

@@ -246,11 +246,15 @@ def store_token_ids(path: Path | str, tokens: list[int]) -> Tensor:
     half-written file is never read) and return them."""
     path = Path(path)
     tmp = path / f".{TOKEN_IDS}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.asarray(tokens, dtype=np.int32))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path / TOKEN_IDS)
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(tokens, dtype=np.int32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path / TOKEN_IDS)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return torch.tensor(tokens, dtype=torch.long)
 
 

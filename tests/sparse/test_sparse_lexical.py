@@ -10,6 +10,7 @@ import torch
 
 from engine.sparse.attention import SparseAttention, SparseConfig
 from engine.sparse.generate import EngineConfig, SparseEngine
+import engine.sparse.kvstore as kvstore
 from engine.sparse.kvstore import TOKEN_IDS, KVCacheError, PrefillConfig, open_cache
 from engine.sparse.lexical import K1, bm25_scores, candidate_token_ids, fuse
 from engine.sparse.model import from_transformers
@@ -143,7 +144,8 @@ def test_the_engine_matches_the_query_it_is_given(tmp_path):
         engine.answer(cache, [5], query=[300])
 
 
-def test_token_ids_are_kept_beside_the_cache_and_restored_for_older_caches(tmp_path):
+def test_token_ids_are_kept_beside_the_cache_and_restored_for_older_caches(tmp_path,
+                                                                              monkeypatch):
     model = from_transformers(tiny_hf("llama", seed=3))
     engine = _engine(model, tmp_path)
     doc = _doc()
@@ -157,6 +159,19 @@ def test_token_ids_are_kept_beside_the_cache_and_restored_for_older_caches(tmp_p
     again = engine.prefill_document(doc, "d")
     assert again.token_ids.tolist() == doc and file.is_file()
     assert not list(cache.path.glob(".*tmp*"))
+    # where they cannot be written (a read-only or full disk) they are kept in memory
+    file.unlink()
+    real = kvstore.os.replace
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kvstore.os, "replace", refuse)
+    kept = engine.prefill_document(doc, "d")
+    monkeypatch.setattr(kvstore.os, "replace", real)
+    assert kept.token_ids.tolist() == doc and not file.exists()
+    assert not [p.name for p in cache.path.iterdir() if p.name.startswith(".")]
+    engine.prefill_document(doc, "d")
     # damaged ids are an error (the engine then rebuilds the cache)
     np.save(file, np.zeros(3, dtype=np.int32))
     with pytest.raises(KVCacheError, match="token ids"):
