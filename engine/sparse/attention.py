@@ -35,9 +35,10 @@ are reassigned (InfLLM-style), identically for every head and layer:
 with the question's pick in score order, its best block in the last slot
 next to the question (`far_order="score"`: in document order the last
 look-alike of the document always sat there, and the small model read it;
-blocks that follow each other stay together), or in document order while blocks may still change. The farthest distance
-is `local_start + local_len - 1`, kept below the model's trained window:
-a document longer than the window is still answered. When the budget
+blocks that follow each other stay together), or in document order while
+blocks may still change. The farthest distance is `local_start +
+local_len - 1`, kept below the model's trained window: a document longer
+than the window is still answered. When the budget
 covers every block the layout is exactly the original one, and the result
 equals dense attention.
 """

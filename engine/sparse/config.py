@@ -48,7 +48,7 @@ class SparseConfig:
     lexical_fusion: str = "sum"       # "sum" (mass + weight * lexical) or "product"
                                       # (mass * (1 + weight * lexical)), lexical.fuse
     lexical_scope: str = "far"        # "far": past the window only (measured: +20 needles
-                                      # of 192 at 64K-128K; inside it "sum" lost 5 of 72 at
+                                      # of 192 at 64K-128K; inside it "sum" lost 8 of 72 at
                                       # 32K, "product" gained 1); "always"
 
     def __post_init__(self) -> None:

@@ -13,8 +13,6 @@ template's and the question's common tokens weigh little.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -44,12 +42,10 @@ def bm25_scores(ids: Tensor, query: Tensor) -> Tensor:
     query's distinct token ids, with IDF over these candidates."""
     n = ids.shape[0]
     score = torch.zeros(n, dtype=torch.float32, device=ids.device)
-    for term in torch.unique(query[query >= 0]).tolist():
+    for term in torch.unique(query[query >= 0]).tolist():   # one host sync, not one per term
         tf = (ids == term).sum(-1).float()
-        df = int((tf > 0).sum())
-        if df == 0:
-            continue
-        idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        df = (tf > 0).sum().float()         # a term in no block adds nothing (tf is 0)
+        idf = torch.log1p((n - df + 0.5) / (df + 0.5))
         score += idf * tf * (K1 + 1) / (tf + K1)
     return score
 

@@ -45,7 +45,7 @@ from .block_pool import CandidateTables, empty_resident, fetch_blocks, refill_in
 from .model import Transformer, rope_cos_sin
 from .fused_attention import fused_attention, usable
 from .pool_attention import pool_logits, pool_values
-from .static_ops import linear, merge_parts, near_attention, post_attention, pre_attention, route
+from .static_ops import merge_parts, near_attention, post_attention, pre_attention, route
 
 
 @dataclass
