@@ -57,11 +57,12 @@ POLICIES = {
     "filter-score": dict(FILTER, far_order="score", **NOLEX),
     "filter-windows-score": dict(FILTER, far_filter="windows", far_order="score", **NOLEX),
     # the pick also weighs the question's words in each block (lexical.py);
-    # past the window with "sum" (the default), or by product, or at half or
-    # double weight (double: not measured yet); inside the window too ("always")
+    # past the window with "sum" (the default), or by product, or at half,
+    # double or four times the weight; inside the window too ("always")
     "filter-score-lex": dict(FILTER, far_order="score", lexical_weight=1.0),
     "filter-score-lex05": dict(FILTER, far_order="score", lexical_weight=0.5),
     "filter-score-lex2": dict(FILTER, far_order="score", lexical_weight=2.0),
+    "filter-score-lex4": dict(FILTER, far_order="score", lexical_weight=4.0),
     "filter-score-lexmul": dict(FILTER, far_order="score", lexical_weight=1.0,
                                 lexical_fusion="product"),
     "filter-mean-lex": dict(FILTER, unselected="mean", lexical_weight=1.0,
