@@ -26,9 +26,9 @@ CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart", "Bergen", 
           "Dakar", "Hanoi", "Krakow", "Mendoza", "Perth", "Reykjavik", "Tbilisi", "Windhoek"]
 
 # Selection policies compared by `--selections` (SparseConfig fields). All but
-# "filter-mean" and "filter-score-lex" (the defaults, inside and past the
-# window) drop the blocks they leave out, or rank without the question's
-# words, as before.
+# "filter-mean" and "filter-score-lex4" (the defaults, inside and past the
+# window) drop the blocks they leave out, or weigh the question's words
+# otherwise, as before.
 DROP = dict(unselected="drop")
 FILTER = dict(positions="original", question_scoring="filter", pin_fraction=1.0)
 NOLEX = dict(lexical_weight=0.0)      # the pick by attention mass alone
@@ -57,8 +57,9 @@ POLICIES = {
     "filter-score": dict(FILTER, far_order="score", **NOLEX),
     "filter-windows-score": dict(FILTER, far_filter="windows", far_order="score", **NOLEX),
     # the pick also weighs the question's words in each block (lexical.py);
-    # past the window with "sum" (the default), or by product, or at half,
-    # double or four times the weight; inside the window too ("always")
+    # past the window with "sum" at weight 1 (the ninth session's default),
+    # half, double or four times that (the default since the tenth), or by
+    # product; inside the window too ("always")
     "filter-score-lex": dict(FILTER, far_order="score", lexical_weight=1.0),
     "filter-score-lex05": dict(FILTER, far_order="score", lexical_weight=0.5),
     "filter-score-lex2": dict(FILTER, far_order="score", lexical_weight=2.0),

@@ -42,9 +42,11 @@ class SparseConfig:
                                       # filter's best block nearest the question, where one
                                       # pick is fixed for every layer: "filter" with
                                       # pin_fraction 1; else document order) or "document"
-    lexical_weight: float = 1.0       # "filter": the pick also weighs BM25 of the question's
+    lexical_weight: float = 4.0       # "filter": the pick also weighs BM25 of the question's
                                       # tokens in each block (lexical.py), scaled to the
                                       # best block's, beside the mass scaled likewise; 0: off
+                                      # (measured past the window, 64K-128K: weight 1 found
+                                      # 153 of 192 needles, 2 found 177, 4 found 192)
     lexical_fusion: str = "sum"       # "sum" (mass + weight * lexical) or "product"
                                       # (mass * (1 + weight * lexical)), lexical.fuse
     lexical_scope: str = "far"        # "far": past the window only (measured: +20 needles

@@ -388,7 +388,8 @@ def test_past_the_window_score_order_puts_the_best_block_nearest_the_question(tm
     runs = {}
     for order in ("document", "score"):
         attn = SparseAttention(model.cfg, [cache], SparseConfig(
-            budget_tokens=64, filter_depth=0.0, far_order=order), local_max=len(question) + 2)
+            budget_tokens=64, filter_depth=0.0, far_order=order, lexical_weight=0.0),
+            local_max=len(question) + 2)          # the mass's own order (lexical: its tests)
         with torch.no_grad():
             logits = question_forward(model, torch.tensor(question), attn)
         runs[order] = (attn, logits)
