@@ -113,7 +113,7 @@ def test_the_question_s_rare_token_brings_its_block_to_the_top(window, tmp_path)
 
 
 def test_by_default_the_words_count_past_the_window_only(tmp_path):
-    """The defaults: lexical weight 1 ("sum") past the window, where the
+    """The defaults: lexical weight 4 ("sum") past the window, where the
     best block sits next to the question; inside it the blocks keep their
     positions and the pick is the model's attention alone."""
     question = [5, 298, 7, 8]
