@@ -10,7 +10,8 @@ Modes:
   folio     hybrid search -> the default selection pipeline -> span-aligned citations
   baseline  top-k dense chunks in a fixed budget, no pruning, citations are
             the model's own [n] markers (what common local RAG apps do)
-  -<step>   (with --ablate) folio without that selection step
+  -<step>   (with --ablate) folio without that selection step; -places:
+            without the cited definition named at the end of a where-answer
   sparse    (with --sparse-model) folio's selection answered by the sparse
             engine over cached document KV instead of llama.cpp: the
             selector's candidates (`--sparse-context` tokens) are attended
@@ -104,11 +105,16 @@ def build(settings, db, backend, mode: str, budget: int | None):
         answerer = build_answerer(settings, db, backend, pipeline=baseline_pipeline(),
                                   context_tokens=budget)
         answerer.citer = MarkerCiter()
+        answerer.config.name_code_places = False     # as common local RAG apps answer
         return answerer
     pipeline = default_pipeline()
-    if mode.startswith("-"):                 # "-prune" or "-rerank+prune"
-        pipeline = pipeline.without(*mode[1:].split("+"))
-    return build_answerer(settings, db, backend, pipeline=pipeline, context_tokens=budget)
+    off = set(mode[1:].split("+")) if mode.startswith("-") else set()  # "-prune", "-rerank+prune"
+    if off - {"places"}:
+        pipeline = pipeline.without(*(off - {"places"}))
+    answerer = build_answerer(settings, db, backend, pipeline=pipeline, context_tokens=budget)
+    # "-places": without the cited definition's name ending a where-answer (locate.py)
+    answerer.config.name_code_places = "places" not in off
+    return answerer
 
 
 def load_token_counter(settings, model: Path | None):
@@ -272,6 +278,10 @@ def main() -> None:
                         help="The blocks the sparse engine leaves out: mean (attended as one "
                              "summary each) or drop; several, comma separated, give one mode "
                              "each.")
+    parser.add_argument("--pack-order", default="document",
+                        help="How folio orders its sources: document, score, or best-last (the "
+                             "best next to the question); several, comma separated, give one "
+                             "mode each.")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
@@ -299,8 +309,15 @@ def main() -> None:
     backend = load_answer_backend(settings, args.model)
     modes = [m for m in args.modes.split(",") if m]     # "" with --sparse-model: sparse alone
     if args.ablate:
-        modes += [f"-{step.name}" for step in default_pipeline().steps]
-    answerers = {mode: build(settings, db, backend, mode, args.context) for mode in modes}
+        modes += [f"-{step.name}" for step in default_pipeline().steps] + ["-places"]
+    answerers = {}
+    orders = args.pack_order.split(",")
+    for mode in list(modes):        # each folio mode once per order of its sources
+        for order in orders if mode != "baseline" else ["document"]:
+            name = f"{mode}-{order}" if len(orders) > 1 and mode != "baseline" else mode
+            answerers[name] = build(settings, db, backend, mode, args.context)
+            answerers[name].pipeline.pack.order = order
+    modes = list(answerers)
     if args.sparse_model:
         from engine.backends import BackendConfig, load_backend
         from engine.backends.sparse import SparseOptions
@@ -338,7 +355,8 @@ def main() -> None:
                   f"cite={row['citation_ok']} ttft={row['ttft_s']:.1f}s "
                   f"ctx={row['context_tokens']}  {result.text[:90]!r}", flush=True)
     summary = {mode: summarize(rows[mode]) for mode in modes}
-    keys = ["retrieval_hit", "answer_accuracy", "citation_accuracy", "declined_unanswerable",
+    keys = ["retrieval_hit", "answer_accuracy", "model_answer_accuracy", "citation_accuracy",
+            "declined_unanswerable",
             "median_ttft_s", "median_total_s", "mean_context_tokens"]
     print("\n| mode | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")

@@ -29,6 +29,7 @@ from qa_eval import (SHARED, build, contains, ingest_all, load_items, load_token
 
 def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
     from engine.cite import DECLINE_TEXT
+    from engine.locate import add_location
     from engine.qa import clean_question, source_usage
 
     raw = stored.get("raw_answer", stored["answer"])
@@ -37,6 +38,8 @@ def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
     selection = answerer.select(question, question, [doc_id], budget)
     cited = answerer.citer.cite(raw if raw != DECLINE_TEXT else "", selection.sources,
                                 question=question)
+    if answerer.config.name_code_places:
+        add_location(question, cited, selection.sources)
     result = SimpleNamespace(
         declined=cited.declined, text=cited.text, raw_text=raw, budget=budget,
         ttft_s=stored["ttft_s"], total_s=stored["total_s"],
@@ -54,7 +57,11 @@ def rescore_answer(item: dict, row: dict) -> dict:
         return dict(row)
     raw = row.get("raw_answer", row["answer"])
     answers = [item["answer"], *item.get("answer_aliases", [])]
-    return {**row, "answer_ok": (not row["declined"]) and any(contains(raw, a) for a in answers)}
+
+    def found(text: str) -> bool:
+        return (not row["declined"]) and any(contains(text, a) for a in answers)
+
+    return {**row, "answer_ok": found(row["answer"]), "model_answer_ok": found(raw)}
 
 
 def main() -> None:

@@ -80,7 +80,11 @@ def score_item(item: dict, result, doc_id: int) -> dict:
         row["retrieval_hit"] = row["citation_ok"] = None
         return row
     answers = [item["answer"], *item.get("answer_aliases", [])]
-    row["answer_ok"] = (not result.declined) and any(contains(result.raw_text, a) for a in answers)
+    # the app's answer as the person reads it (README); beside it, the
+    # model's own words, without what Folio adds (the cited place, locate.py)
+    row["answer_ok"] = (not result.declined) and any(contains(result.text, a) for a in answers)
+    row["model_answer_ok"] = (not result.declined) and any(
+        contains(result.raw_text, a) for a in answers)
     row["retrieval_hit"] = retrieval_hit(item, result.sources)
     if item["kind"] == "pdf":
         row["citation_ok"] = any(c.document_id == doc_id and c.page == item["page"]
@@ -104,6 +108,7 @@ def summarize(rows: list[dict]) -> dict:
         "items": len(rows),
         "retrieval_hit": rate("retrieval_hit", answerable),
         "answer_accuracy": rate("answer_ok", answerable),
+        "model_answer_accuracy": rate("model_answer_ok", answerable),
         "citation_accuracy": rate("citation_ok", answerable),
         "declined_unanswerable": rate("answer_ok", unanswerable),
         "overall_accuracy": rate("answer_ok", rows),

@@ -24,6 +24,7 @@ from storage.records import CitationRecord
 
 from .cite import CitedAnswer, Citer, CiteConfig
 from .followup import leans_on_history, search_query
+from .locate import add_location
 from .text import defuse_control_tokens
 from .search import HybridSearcher
 from .select.base import Selection, SelectionContext, Source
@@ -60,6 +61,7 @@ class QAConfig:
     rewrite_follow_ups: bool = True  # the model rewrites a follow-up into a standalone query
     rewrite_tokens: int = 48         # the longest rewrite
     max_question_chars: int = 4_000  # a question, not a pasted document
+    name_code_places: bool = True    # a where-question ends with the cited definition (locate.py)
 
 
 class QuestionError(ValueError):
@@ -393,6 +395,10 @@ class Answerer:
         yield Stage("citing")
         attention = self.attention_by_label(selection)
         cited: CitedAnswer = self.citer.cite(raw, selection.sources, attention, question)
+        if self.config.name_code_places:
+            place = add_location(question, cited, selection.sources)
+            if place:
+                yield Token(place)
         if not selection.sources and selection.dropped:
             cited.reason = (f"no passage fits the context budget of {budget} tokens "
                             f"({len(selection.dropped)} found); allow more context tokens")

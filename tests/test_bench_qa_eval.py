@@ -107,3 +107,20 @@ def test_answer_containment_follows_the_sets_rule():
     assert not q.contains("The Parallel DYNARE configuration file lives on Unix.", "~/.dynare")
     assert not q.contains("anything", "  ")
     assert q.contains("the `ArgumentParser` constructor", "ArgumentParser constructor")
+
+
+def test_the_answer_is_scored_as_shown_and_the_models_words_beside_it(library):
+    """Answer accuracy reads the app's answer (README), which for a
+    where-question ends with the cited definition (locate.py); the model's
+    own words are scored beside it, so what Folio adds stays visible."""
+    q = qa_eval()
+    db, _ = library
+    doc = next(d for d in documents.list_documents(db) if d.display_name == "reservoir.py")
+    result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400),
+                         "Where is the water that spills over the dam computed?")
+    item = {"id": "t", "type": "code-where", "doc": "reservoir.py", "kind": "code",
+            "answer": "Reservoir.overflow_volume", "answer_aliases": [], "lines": [11, 13]}
+    row = q.score_item(item, result, doc.id)
+    assert row["answer_ok"] and not row["model_answer_ok"] and row["citation_ok"]
+    summary = q.summarize([row])
+    assert summary["answer_accuracy"] == 1.0 and summary["model_answer_accuracy"] == 0.0

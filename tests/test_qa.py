@@ -106,6 +106,47 @@ def test_code_question_cites_the_function_lines(library):
     assert 11 <= citation.line_start <= citation.line_end <= 13
 
 
+def test_where_question_about_code_ends_with_the_cited_definition(library):
+    """The small model explains; the place comes from the citation (locate.py):
+    streamed as the answer's last sentence, stored, and cited on its lines."""
+    db, _ = library
+    events = list(answerer(db, ExtractiveBackend(), context_tokens=400).ask(
+        "Where is the water that spills over the dam computed?"))
+    result = events[-1].result
+    [place] = [s for s in result.sentences if s["text"].startswith("In `")]
+    assert place["text"].startswith("In `Reservoir.overflow_volume` (reservoir.py:1")
+    assert result.text.endswith(place["text"])
+    streamed = "".join(e.text for e in events if isinstance(e, Token))
+    assert streamed.split() == result.text.split()
+    cited = [c for c in result.citations if c.sentence == result.sentences.index(place)]
+    assert cited and 11 <= cited[0].line_start <= cited[0].line_end <= 13
+    [turn] = conversations.get_turns(db, result.conversation_id)
+    assert turn.answer == result.text
+    # an explanation question, or a where-question answered from a PDF, gets no place
+    for question in ("How is the water that spills over the dam computed?",
+                     "Where does meltwater from the eastern glacier flow?"):
+        result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400), question)
+        assert not result.declined and "In `" not in result.text
+    off = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400,
+                               name_code_places=False),
+                      "Where is the water that spills over the dam computed?")
+    assert "In `" not in off.text
+
+
+@pytest.mark.parametrize("question, where", [
+    ("Where does argparse pick the program name?", True),
+    ("Which part of difflib drops popular items?", True),
+    ("In which function is the BOM rejected?", True),
+    ("What function handles leftover data?", True),
+    ("What does ratio() return for empty sequences?", False),
+    ("How does argparse split an @file?", False),
+])
+def test_where_questions_are_told_apart(question, where):
+    from engine.locate import asks_where
+
+    assert asks_where(question) is where
+
+
 def test_unanswerable_question_is_declined_and_cites_nothing(library):
     db, _ = library
     result = answer_once(answerer(db, ExtractiveBackend(), context_tokens=400),

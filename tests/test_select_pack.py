@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from engine.search import SearchHit
 from engine.select import (GAP, Candidate, Pack, Pipeline, Rerank, baseline_pipeline,
                            candidates_from_hits, default_pipeline, render_sources,
@@ -158,6 +160,23 @@ def test_adjacent_segments_merge_and_sources_follow_document_position():
     assert [[p.segment for p in s.parts] for s in selection.sources] == [[a, b], [c], [d]]
     assert selection.sources[0].text == a.text + GAP + b.text
     check_selection(selection, context("paragraph"))
+
+
+def test_sources_in_score_order_or_the_best_last():
+    """"score" puts the best source first (the baseline), "best-last" next
+    to the question; merged neighbours stay one source either way."""
+    a = seg("First paragraph of the chapter.", doc=5, ordinal=1, document_name="b.pdf")
+    b = seg("Second paragraph right after.", doc=5, ordinal=2, document_name="b.pdf")
+    c = seg("A later paragraph.", doc=5, ordinal=8, document_name="b.pdf")
+    d = seg("Another document.", doc=6, ordinal=0, document_name="c.pdf")
+    pool = [cand(c), cand(d), cand(b), cand(a)]           # priority order
+    groups = {order: [[p.segment for p in s.parts]
+                      for s in Pack(order=order)(pool, context("paragraph")).sources]
+              for order in ("score", "best-last")}
+    assert groups["score"] == [[c], [d], [a, b]]
+    assert groups["best-last"] == [[a, b], [d], [c]]
+    with pytest.raises(ValueError, match="pack order"):
+        Pack(order="random")(pool, context("paragraph"))
 
 
 def test_pipeline_records_steps_and_leaves_the_input_untouched():

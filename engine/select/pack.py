@@ -76,6 +76,9 @@ def render_sources(selection: Selection | list[Source]) -> str:
     return SOURCE_SEPARATOR.join(source_block(s) for s in sources)
 
 
+PACK_ORDERS = ("document", "score", "best-last")
+
+
 @dataclass
 class _Entry:
     segment: SegmentRecord
@@ -111,6 +114,10 @@ def build_sources(entries: list[_Entry], *, order: str = "document",
             groups.append([e])
     if order == "score":
         groups.sort(key=lambda g: min(e.rank for e in g))
+    elif order == "best-last":          # the best source next to the question
+        groups.sort(key=lambda g: -min(e.rank for e in g))
+    elif order != "document":
+        raise ValueError(f"pack order must be one of {', '.join(PACK_ORDERS)}, not {order!r}")
     return [Source(label=i, parts=[Part(e.segment, a, b) for e in group for a, b in e.ranges],
                    score=max(e.score for e in group))
             for i, group in enumerate(groups, 1)]
@@ -120,7 +127,8 @@ def build_sources(entries: list[_Entry], *, order: str = "document",
 class Pack:
     name: str = "pack"
     shrink: bool = True          # a prose hit that does not fit may come in pruned
-    order: str = "document"      # "document": by document, then position; "score": by rank
+    order: str = "document"      # "document": by document, then position; "score": by
+    #                              rank; "best-last": by rank, the best nearest the question
     merge: bool = True           # adjacent segments of a document become one source
     max_tries: int = 4           # failed sentence additions before a shrink gives up
     shrink_code: bool = True     # a code hit that does not fit may come in as its best lines
