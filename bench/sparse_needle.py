@@ -70,6 +70,13 @@ POLICIES = {
                             lexical_scope="always"),
     "filter-mean-lexmul": dict(FILTER, unselected="mean", lexical_weight=1.0,
                                lexical_fusion="product", lexical_scope="always"),
+    # inside the window as past it: the words at weight 4, the picked blocks
+    # packed in score order next to the question; or kept in place, with
+    # the summaries of the rest
+    "filter-packed-lex4": dict(FILTER, positions="reassigned", far_order="score",
+                               lexical_weight=4.0),
+    "filter-mean-lex4": dict(FILTER, unselected="mean", lexical_weight=4.0,
+                             lexical_scope="always"),
     # before: Quest for every call, blocks packed at reassigned positions
     "quest": dict(positions="reassigned", question_scoring="selector", pin_fraction=0.0,
                   **DROP),

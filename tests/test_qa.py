@@ -133,6 +133,24 @@ def test_where_question_about_code_ends_with_the_cited_definition(library):
     assert "In `" not in off.text
 
 
+def test_a_place_is_named_once(library):
+    """An answer that already names the cited definition gets nothing more."""
+    from engine.locate import add_location
+
+    db, _ = library
+    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
+    question = "Where is the water that spills over the dam computed?"
+    _, selection = qa.retrieve(question, search_query_for(question, []), None)
+    cited = qa.citer.cite("The spill is max(0.0, inflow - self.capacity) once it is full.",
+                          selection.sources, question=question)
+    assert not cited.declined
+    added = add_location(question, cited, selection.sources)
+    assert added.startswith(" In `Reservoir.overflow_volume`") and cited.text.endswith(added)
+    before = (cited.text, len(cited.sentences), len(cited.citations))
+    assert add_location(question, cited, selection.sources) == ""
+    assert (cited.text, len(cited.sentences), len(cited.citations)) == before
+
+
 @pytest.mark.parametrize("question, where", [
     ("Where does argparse pick the program name?", True),
     ("Which part of difflib drops popular items?", True),
