@@ -313,8 +313,11 @@ def main() -> None:
     answerers = {}
     orders = args.pack_order.split(",")
     for mode in list(modes):        # each folio mode once per order of its sources
-        for order in orders if mode != "baseline" else ["document"]:
-            name = f"{mode}-{order}" if len(orders) > 1 and mode != "baseline" else mode
+        if mode == "baseline":      # keeps its own order: by rank
+            answerers[mode] = build(settings, db, backend, mode, args.context)
+            continue
+        for order in orders:
+            name = f"{mode}-{order}" if len(orders) > 1 else mode
             answerers[name] = build(settings, db, backend, mode, args.context)
             answerers[name].pipeline.pack.order = order
     modes = list(answerers)
