@@ -278,6 +278,10 @@ def main() -> None:
                         help="The blocks the sparse engine leaves out: mean (attended as one "
                              "summary each) or drop; several, comma separated, give one mode "
                              "each.")
+    parser.add_argument("--sparse-layout", type=lambda v: v.split(","), default=["in-place"],
+                        help="Inside the window the sparse engine's picked blocks keep their "
+                             "positions (in-place) or are packed in score order as past it "
+                             "(packed); several, comma separated, give one mode each.")
     parser.add_argument("--pack-order", default="document",
                         help="How folio orders its sources: document, score, or best-last (the "
                              "best next to the question); several, comma separated, give one "
@@ -327,8 +331,9 @@ def main() -> None:
         from engine.sparse.attention import EVERYTHING
 
         # one engine per budget, framing and rule for left-out blocks, the same stored KV
-        for budget, framing, unselected in itertools.product(
-                args.sparse_budget, args.sparse_framing, args.sparse_unselected):
+        for budget, framing, unselected, layout in itertools.product(
+                args.sparse_budget, args.sparse_framing, args.sparse_unselected,
+                args.sparse_layout):
             sparse = load_backend(args.sparse_model, settings.models_dir, kind="sparse",
                                   config=BackendConfig(device=settings.device),
                                   sparse=SparseOptions(kv_root=settings.kv_dir,
@@ -336,7 +341,8 @@ def main() -> None:
                                                        budget_tokens=budget or EVERYTHING,
                                                        weights=args.sparse_weights,
                                                        framing=framing,
-                                                       unselected=unselected))
+                                                       unselected=unselected,
+                                                       layout=layout))
             mode = "sparse"
             if len(args.sparse_budget) > 1:
                 mode += f"-{budget or 'all'}"
@@ -344,6 +350,8 @@ def main() -> None:
                 mode += f"-{framing}"
             if len(args.sparse_unselected) > 1:
                 mode += f"-{unselected}"
+            if len(args.sparse_layout) > 1:
+                mode += f"-{layout}"
             answerers[mode] = build(settings, db, sparse, "folio", args.sparse_context)
             modes.append(mode)
     rows: dict[str, list[dict]] = {mode: [] for mode in modes}

@@ -46,10 +46,15 @@ class SparseOptions:
     framing: str = "plain"            # "restated": the instructions again after the question
                                       # (the document sits between them and the question)
     unselected: str = "mean"          # blocks left out: attended as summaries, or "drop"
+    layout: str = "in-place"          # inside the window: blocks keep their positions, or
+                                      # "packed" as past it (score order, the best next to the
+                                      # question; measured on needles, RESULTS "Inside the window")
 
     def __post_init__(self):
         if self.framing not in FRAMINGS:
             raise ValueError(f"unknown framing {self.framing!r}: use {', '.join(FRAMINGS)}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}: use {', '.join(LAYOUTS)}")
 
 
 # What "restated" framing adds after the question: a small model reads the
@@ -57,6 +62,7 @@ class SparseOptions:
 RESTATED = ("Answer from the document above only, in one or two sentences. Copy names, "
             "numbers and code identifiers exactly.")
 FRAMINGS = ("plain", "restated")
+LAYOUTS = ("in-place", "packed")
 
 
 @dataclass
@@ -140,8 +146,11 @@ class SparseBackend(Backend):
             raise ModelFormatError(f"could not read the tokenizer of {path.name}: {exc}") from None
         # On a GPU the blocks are read from page-locked host memory (the
         # graph-captured decode step fetches the selected ones over UVA).
+        packed = dict(positions="reassigned", far_order="score") \
+            if options.layout == "packed" else {}
         engine_config = EngineConfig(sparse=SparseConfig(budget_tokens=options.budget_tokens,
-                                                         unselected=options.unselected),
+                                                         unselected=options.unselected,
+                                                         **packed),
                                      placement="pinned" if device == "cuda" else "mmap")
         try:
             engine = SparseEngine.from_file(path, options.kv_root, device=device,

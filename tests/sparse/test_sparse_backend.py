@@ -104,6 +104,23 @@ def test_restated_framing_repeats_the_instructions_after_the_question(backend, l
 
 
 @pytest.mark.slow
+def test_packed_layout_answers_with_the_far_rule_inside_the_window(library, tmp_path):
+    """layout="packed": the picked blocks sit after the sinks in score order,
+    as past the window, and the fact is still read."""
+    packed = SparseBackend.load(smollm_gguf(), options=SparseOptions(
+        kv_root=tmp_path / "kv", budget_tokens=256, layout="packed"))
+    try:
+        config = packed.engine.config.sparse
+        assert (config.positions, config.far_order) == ("reassigned", "score")
+        result = answer_once(answerer(library, packed), "Who built the observatory?")
+        assert "Kovacs" in result.raw_text and not result.declined
+    finally:
+        packed.close()
+    with pytest.raises(ValueError, match="unknown layout"):
+        SparseOptions(kv_root=Path("."), layout="sideways")
+
+
+@pytest.mark.slow
 def test_only_selected_segments_are_candidates_and_attention_is_reported(backend, library):
     db = library
     result = answer_once(answerer(db, backend), "Who built the observatory?")
