@@ -52,9 +52,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
-# the scoring (contains is also read from here by qa_recite.py and the tests)
-from bench.qa_scoring import (contains, gold_in_segment, retrieval_hit,  # noqa: E402,F401
-                              score_item, summarize)
+# the scoring (contains and answer_found are also read from here by qa_recite.py and the tests)
+from bench.qa_scoring import (answer_found, contains, gold_in_segment,  # noqa: E402,F401
+                              retrieval_hit, score_item, summarize)
+
 
 def load_items(path: Path, limit: int | None, ids: list[str] | None) -> list[dict]:
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

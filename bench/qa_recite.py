@@ -13,7 +13,7 @@ on new ones the model happens to phrase differently. Runs before the
 `raw_answer`/`budget` fields existed fall back to the shown answer and the
 context size used (a declined answer cannot be re-cited: its text is gone).
 The run's other modes (baseline, sparse) are not cited again, only their
-answers scored again with `qa_eval.contains` as it is now.
+answers scored again with `qa_scoring.answer_found` as it is now.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from qa_eval import (SHARED, build, contains, ingest_all, load_items, load_token_counter,
+from qa_eval import (SHARED, answer_found, build, ingest_all, load_items, load_token_counter,
                      score_item, summarize)
 
 
@@ -56,12 +56,8 @@ def rescore_answer(item: dict, row: dict) -> dict:
     if item["answer"] == "UNANSWERABLE":
         return dict(row)
     raw = row.get("raw_answer", row["answer"])
-    answers = [item["answer"], *item.get("answer_aliases", [])]
-
-    def found(text: str) -> bool:
-        return (not row["declined"]) and any(contains(text, a) for a in answers)
-
-    return {**row, "answer_ok": found(row["answer"]), "model_answer_ok": found(raw)}
+    return {**row, "answer_ok": answer_found(item, row["answer"], row["declined"]),
+            "model_answer_ok": answer_found(item, raw, row["declined"])}
 
 
 def main() -> None:

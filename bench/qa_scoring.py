@@ -67,6 +67,12 @@ def gold_in_segment(item: dict, segment) -> bool:
             and (segment.line_end or segment.line_start) >= start)
 
 
+def answer_found(item: dict, text: str, declined: bool) -> bool:
+    """The gold answer or an alias inside an answer that was not declined."""
+    answers = [item["answer"], *item.get("answer_aliases", [])]
+    return not declined and any(contains(text, a) for a in answers)
+
+
 def score_item(item: dict, result, doc_id: int) -> dict:
     unanswerable = item["answer"] == "UNANSWERABLE"
     row = {"id": item["id"], "type": item["type"], "doc": item["doc"],
@@ -79,12 +85,10 @@ def score_item(item: dict, result, doc_id: int) -> dict:
         row["answer_ok"] = result.declined
         row["retrieval_hit"] = row["citation_ok"] = None
         return row
-    answers = [item["answer"], *item.get("answer_aliases", [])]
     # the app's answer as the person reads it (README); beside it, the
     # model's own words, without what Folio adds (the cited place, locate.py)
-    row["answer_ok"] = (not result.declined) and any(contains(result.text, a) for a in answers)
-    row["model_answer_ok"] = (not result.declined) and any(
-        contains(result.raw_text, a) for a in answers)
+    row["answer_ok"] = answer_found(item, result.text, result.declined)
+    row["model_answer_ok"] = answer_found(item, result.raw_text, result.declined)
     row["retrieval_hit"] = retrieval_hit(item, result.sources)
     if item["kind"] == "pdf":
         row["citation_ok"] = any(c.document_id == doc_id and c.page == item["page"]

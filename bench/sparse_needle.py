@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from engine.sparse.attention import EVERYTHING, SparseAttention, SparseConfig
+from engine.sparse.config import PACKED
 from engine.sparse.question_pick import question_forward
 from engine.sparse.generate import SparseEngine
 
@@ -73,8 +74,7 @@ POLICIES = {
     # inside the window as past it: the words at weight 4, the picked blocks
     # packed in score order next to the question; or kept in place, with
     # the summaries of the rest
-    "filter-packed-lex4": dict(FILTER, positions="reassigned", far_order="score",
-                               lexical_weight=4.0),
+    "filter-packed-lex4": dict(FILTER, **PACKED, lexical_weight=4.0),
     "filter-mean-lex4": dict(FILTER, unselected="mean", lexical_weight=4.0,
                              lexical_scope="always"),
     # before: Quest for every call, blocks packed at reassigned positions

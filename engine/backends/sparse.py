@@ -126,6 +126,7 @@ class SparseBackend(Backend):
 
         from engine.hardware import physical_cores
         from engine.sparse import EngineConfig, SparseConfig, SparseEngine
+        from engine.sparse.config import PACKED
 
         config = config or BackendConfig()
         path = Path(path)
@@ -146,11 +147,10 @@ class SparseBackend(Backend):
             raise ModelFormatError(f"could not read the tokenizer of {path.name}: {exc}") from None
         # On a GPU the blocks are read from page-locked host memory (the
         # graph-captured decode step fetches the selected ones over UVA).
-        packed = dict(positions="reassigned", far_order="score") \
-            if options.layout == "packed" else {}
+        layout = PACKED if options.layout == "packed" else {}
         engine_config = EngineConfig(sparse=SparseConfig(budget_tokens=options.budget_tokens,
                                                          unselected=options.unselected,
-                                                         **packed),
+                                                         **layout),
                                      placement="pinned" if device == "cuda" else "mmap")
         try:
             engine = SparseEngine.from_file(path, options.kv_root, device=device,

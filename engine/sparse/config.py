@@ -13,6 +13,9 @@ UNSELECTED = ("drop", "mean")
 FAR_FILTER = ("windows", "unrotated")
 FAR_ORDER = ("document", "score")
 LEXICAL_SCOPE = ("far", "always")
+# The rule past the window, applied inside it too: the picked blocks packed
+# after the sinks in score order, the best next to the question.
+PACKED = dict(positions="reassigned", far_order="score")
 
 
 @dataclass

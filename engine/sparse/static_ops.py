@@ -60,7 +60,7 @@ def near_attention(q, sink_k, sink_v, sink_bias, local_k, local_v, local_mask):
 
 
 def merge_parts(out_near, probs_near, lse_near, n_sink: int, pool_logits, slot_valid, slot_tok,
-           block_offsets, dump: int):
+                block_offsets, dump: int):
     """One softmax over [sinks | pool | local window], from the near part's
     log-sum-exp and the pool's logits (RetrievalAttention's merge: each part
     normalised where it was computed, rescaled by exp(lse_part - lse_all)).
