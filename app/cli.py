@@ -198,7 +198,7 @@ def search(obj: Context, query: str, docs: tuple[str, ...], k: int, as_json: boo
     for rank, hit in enumerate(hits, 1):
         seg = hit.segment
         where = f"p. {seg.page}" if seg.page else f"lines {seg.line_start}-{seg.line_end}"
-        label = f" {seg.name}" if seg.name else ""
+        label = f" {seg.name}" if seg.name and seg.kind.startswith("code") else ""
         snippet = " ".join(seg.text.split())
         click.echo(f"{rank:>2}. {seg.document_name}, {where}{label}  [{hit.score:.4f}]")
         click.echo(f"    {snippet[:200]}{'...' if len(snippet) > 200 else ''}")

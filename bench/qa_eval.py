@@ -279,7 +279,7 @@ def main() -> None:
                         help="The blocks the sparse engine leaves out: mean (attended as one "
                              "summary each) or drop; several, comma separated, give one mode "
                              "each.")
-    parser.add_argument("--sparse-layout", type=lambda v: v.split(","), default=["in-place"],
+    parser.add_argument("--sparse-layout", type=lambda v: v.split(","), default=["packed"],
                         help="Inside the window the sparse engine's picked blocks keep their "
                              "positions (in-place) or are packed in score order as past it "
                              "(packed); several, comma separated, give one mode each.")

@@ -26,6 +26,7 @@ from .errors import EmptyDocument
 from .hashing import sha256_bytes
 from .model import ParsedDocument, Segment
 from .text_blocks import Block, scan_blocks
+from .table_parts import name_table_parts
 from .text_pack import Packer, Piece
 
 __all__ = ["parse_text"]
@@ -86,6 +87,7 @@ def parse_text(path: Path | str, *, config: IngestConfig | None = None) -> Parse
             section = [b.title for b in stack]
         run.extend(packer.pieces(block))
     flush()
+    name_table_parts(segments, decoded.text)
 
     warnings = []
     if decoded.encoding not in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"):

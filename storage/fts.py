@@ -21,6 +21,8 @@ does don't isn't what's which's i'm i've tell give show find get use using used
 """.split())
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words joined by in-word punctuation: numbers, identifiers, paths, dates.
+_LITERAL = re.compile(r"\w+(?:[.,:/\\\-]+\w+)+", re.UNICODE)
 # bm25() column weights: text, section path, code name.
 _WEIGHTS = (1.0, 0.5, 2.0)
 
@@ -31,15 +33,31 @@ class FtsHit:
     score: float     # bm25: lower is better, as SQLite reports it
 
 
+def literal_phrases(query: str) -> list[str]:
+    """Words joined by punctuation without a space ("$15.000,00",
+    "20-22608380-5", "json.loads", "$HOME/.dynare"), as the phrases the
+    index holds them as ("15 000 00"). The tokenizer splits them into
+    words that are common on their own ("000", "00" are in every row of a
+    table of amounts); as a phrase they are rare, so BM25 weighs them as
+    the exact literal the person typed."""
+    out = []
+    for match in _LITERAL.finditer(query):
+        words = [w.lower() for w in _WORD.findall(match.group())]
+        if len(words) > 1:
+            out.append(" ".join(words))
+    return list(dict.fromkeys(out))
+
+
 def match_expression(query: str) -> str | None:
-    """Turn free text into a safe FTS5 OR-query of its content words.
+    """Turn free text into a safe FTS5 OR-query of its content words and
+    its literal phrases.
 
     Quoting every term keeps user punctuation (quotes, dashes, colons)
     from being read as FTS5 syntax.
     """
     words = [w.lower() for w in _WORD.findall(query)]
     content = [w for w in words if w not in STOPWORDS and len(w) > 1] or words
-    unique = list(dict.fromkeys(content))
+    unique = list(dict.fromkeys(content)) + literal_phrases(query)
     if not unique:
         return None
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)

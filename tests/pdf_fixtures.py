@@ -131,23 +131,26 @@ TABLE = [["Fruit", "Colour", "Price"],
          ["Cherry", "Dark red", "3.10"]]
 
 
-def ruled_table(path: Path, x0: float = 100, y0: float = 250) -> Path:
-    """A paragraph, a 4x3 table ruled on every cell edge, another paragraph."""
+def ruled_table(path: Path, x0: float = 100, y0: float = 250,
+                rows: list[list[str]] | None = None, row_h: float = 22) -> Path:
+    """A paragraph, a table ruled on every cell edge (`rows`, the first
+    the header in bold; default the 4x3 TABLE), another paragraph."""
+    rows = rows or TABLE
     doc = pymupdf.open()
     page = doc.new_page(width=PAGE_W, height=PAGE_H)
     flow(page, [body(paragraph("before table", 3))], y=MARGIN)
-    col_w, row_h = 130, 22
-    n_rows, n_cols = len(TABLE), len(TABLE[0])
+    col_w = 130
+    n_rows, n_cols = len(rows), len(rows[0])
     for r in range(n_rows + 1):
         y = y0 + r * row_h
         page.draw_line((x0, y), (x0 + n_cols * col_w, y), width=0.8)
     for c in range(n_cols + 1):
         x = x0 + c * col_w
         page.draw_line((x, y0), (x, y0 + n_rows * row_h), width=0.8)
-    for r, row in enumerate(TABLE):
+    for r, row in enumerate(rows):
         for c, cell in enumerate(row):
-            page.insert_text((x0 + c * col_w + 6, y0 + r * row_h + 15), cell,
-                             fontsize=10, fontname="hebo" if r == 0 else "helv")
+            page.insert_text((x0 + c * col_w + 6, y0 + r * row_h + row_h * 0.7), cell,
+                             fontsize=min(10, row_h * 0.6), fontname="hebo" if r == 0 else "helv")
     flow(page, [body(paragraph("after table", 3))], y=y0 + n_rows * row_h + 30)
     doc.save(path)
     return path

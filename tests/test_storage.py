@@ -73,7 +73,8 @@ def test_fts_finds_words_and_follows_deletes(db):
 
 def test_match_expression_quotes_user_syntax():
     # FTS5 operators and punctuation become quoted plain terms; stopwords go
-    assert fts.match_expression('what is "NEAR(" AND x-ray:zeta*?') == '"near" OR "ray" OR "zeta"'
+    assert fts.match_expression('what is "NEAR(" AND x-ray:zeta*?') == \
+        '"near" OR "ray" OR "zeta" OR "x ray zeta"'
     assert fts.match_expression("what is it") == '"what" OR "is" OR "it"'
     assert fts.match_expression("?!") is None
 
@@ -160,3 +161,25 @@ def test_two_connections_see_committed_documents(tmp_path):
     reader = open_db(tmp_path / "f.db")
     documents.store_document(writer, make_doc())
     assert len(documents.list_documents(reader)) == 1
+
+
+def test_a_literal_joined_by_punctuation_is_also_searched_as_a_phrase(db):
+    # "$15.000,00" is the words 15, 000 and 00 to the index, common in any
+    # list of amounts; as a phrase it is the one row that holds it
+    assert fts.literal_phrases("Who gave $15.000,00 (see json.loads)?") == \
+        ["15 000 00", "json loads"]
+    assert fts.literal_phrases("Plain words, no literal. None here") == []
+    rows = ("MOLLE | 15.348.547 | $ 10.000,00 | $ 15.500,00 | $ 10.000,00 | $ 10.000,00",
+            "LORENZO FERNANDO | 22.608.380 | 20-22608380-5 | $ 15.000,00",
+            *(f"{name} | {k}.111.222 | $ 5.000,00" for k, name in enumerate(
+                ["MENA", "PISONI", "REMON", "SARRA", "VIVALDO", "CASTRO"])))
+    doc_id = documents.store_document(db, make_doc(texts=rows))
+    hits = fts.bm25_search(db, "Which donor gave $15.000,00?", document_ids=[doc_id])
+    top = segments.get_segments(db, [hits[0].segment_id])[0]
+    assert top.text.startswith("LORENZO")
+    # without the phrase the row with more 15s, 000s and 00s would win
+    words = fts.match_expression("Which donor gave 15 000 00?")
+    assert '"15 000 00"' not in words
+    first = db.execute("SELECT rowid FROM segments_fts WHERE segments_fts MATCH ? "
+                       "ORDER BY bm25(segments_fts) LIMIT 1", [words]).fetchone()[0]
+    assert segments.get_segments(db, [first])[0].text.startswith("MOLLE")

@@ -9,9 +9,10 @@ from .pipeline import (Pipeline, TopK, baseline_pipeline, candidates_from_hits,
                        default_pipeline)
 from .prune import PruneSentences
 from .prune_code import PruneCode
+from .prune_table import PruneTable
 from .rerank import Rerank
 
 __all__ = ["GAP", "Candidate", "CodeExpand", "Diversify", "NeighbourExpand", "Pack", "Part",
-           "Pipeline", "PruneCode", "PruneSentences", "Rerank", "Selection", "SelectionContext",
+           "Pipeline", "PruneCode", "PruneSentences", "PruneTable", "Rerank", "Selection", "SelectionContext",
            "SelectionStep", "Source", "TopK", "baseline_pipeline", "candidates_from_hits",
            "default_pipeline", "render_sources", "source_block", "source_header"]

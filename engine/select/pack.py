@@ -15,6 +15,7 @@ from .base import Candidate, Part, Selection, SelectionContext, Source
 from .code import MODULE_HEADER, base_name
 from .prune import WHOLE_KINDS
 from .prune_code import CODE_KINDS, header_lines, line_ranges, relevant_ranges
+from .tables import as_records, table_columns
 from ..text import LexicalScorer, join_sentences, sentence_spans
 
 SOURCE_SEPARATOR = "\n\n"
@@ -67,7 +68,12 @@ def source_header(source: Source) -> str:
 
 
 def source_block(source: Source) -> str:
-    return f"{source_header(source)}\n{source.text}"
+    """A source as the prompt shows it; rows pulled out of a long table
+    read as records under their column names (tables.py)."""
+    records = as_records(source)
+    if records is not None:
+        return f"{source_header(source)}\n{records}"
+    return f"{source_header(source)}\n{table_columns(source)}{source.text}"
 
 
 def render_sources(selection: Selection | list[Source]) -> str:

@@ -11,6 +11,7 @@ from .diversify import Diversify
 from .neighbours import NeighbourExpand
 from .pack import Pack
 from .prune_code import PruneCode
+from .prune_table import PruneTable
 from .rerank import Rerank
 
 
@@ -76,8 +77,8 @@ def default_pipeline() -> Pipeline:
     raised answer accuracy from 0.385 to 0.615 and citation accuracy from
     0.538 to 0.615 with the default 0.5B model (bench/RESULTS.md); the step
     stays available (`PruneSentences`) for larger models and budgets."""
-    return Pipeline([Rerank(), Diversify(), PruneCode(), CodeExpand(), NeighbourExpand()],
-                    Pack())
+    return Pipeline([Rerank(), Diversify(), PruneCode(), PruneTable(), CodeExpand(),
+                     NeighbourExpand()], Pack())
 
 
 def baseline_pipeline(k: int = 5) -> Pipeline:

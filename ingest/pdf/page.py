@@ -15,6 +15,7 @@ import pymupdf
 
 from ..config import IngestConfig
 from ..model import PageInfo, Segment
+from ..table_parts import name_table_parts
 from ..tokens import count_tokens
 from .blocks import Block, TableData, build_blocks, heading_candidate
 from .furniture import split_furniture
@@ -169,6 +170,7 @@ def parse_page(page: pymupdf.Page, ctx: PageContext,
             tokens=count_tokens(seg_text), page=page.number + 1,
             boxes=boxes_for(recs, starts, chunk.start, chunk.end)))
         result.events.append(chunk.parts)
+    name_table_parts(result.segments, text)
     return result
 
 

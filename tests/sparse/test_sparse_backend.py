@@ -104,18 +104,22 @@ def test_restated_framing_repeats_the_instructions_after_the_question(backend, l
 
 
 @pytest.mark.slow
-def test_packed_layout_answers_with_the_far_rule_inside_the_window(library, tmp_path):
-    """layout="packed": the picked blocks sit after the sinks in score order,
-    as past the window, and the fact is still read."""
-    packed = SparseBackend.load(smollm_gguf(), options=SparseOptions(
-        kv_root=tmp_path / "kv", budget_tokens=256, layout="packed"))
+def test_packed_is_the_default_layout_and_in_place_still_reads_the_fact(backend, library,
+                                                                       tmp_path):
+    """The default ("packed"): the picked blocks sit after the sinks in score
+    order, as past the window; "in-place" keeps their positions and attends
+    the rest as summaries. Both read the fact."""
+    config = backend.engine.config.sparse
+    assert (config.positions, config.far_order) == ("reassigned", "score")
+    in_place = SparseBackend.load(smollm_gguf(), options=SparseOptions(
+        kv_root=tmp_path / "kv", budget_tokens=256, layout="in-place"))
     try:
-        config = packed.engine.config.sparse
-        assert (config.positions, config.far_order) == ("reassigned", "score")
-        result = answer_once(answerer(library, packed), "Who built the observatory?")
+        config = in_place.engine.config.sparse
+        assert (config.positions, config.unselected) == ("original", "mean")
+        result = answer_once(answerer(library, in_place), "Who built the observatory?")
         assert "Kovacs" in result.raw_text and not result.declined
     finally:
-        packed.close()
+        in_place.close()
     with pytest.raises(ValueError, match="unknown layout"):
         SparseOptions(kv_root=Path("."), layout="sideways")
 
