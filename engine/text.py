@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
+from storage.spelling import american
+
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
@@ -32,8 +34,9 @@ whose why will with within without would yet you your
 
 def stem(word: str) -> str:
     """A light, predictable stemmer: plural and verb endings only, so that
-    "iterations"/"iteration" and "parsing"/"parse" meet."""
-    w = word.lower()
+    "iterations"/"iteration" and "parsing"/"parse" meet; British spellings
+    are read as American ones first (storage/spelling.py)."""
+    w = american(word.lower())      # "licence" and "license" meet
     if len(w) <= 3 or w.isdigit():
         return w
     for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""),

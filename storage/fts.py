@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from .spelling import variants
+
 # Common English function words: as OR terms they would match nearly every
 # segment and drown the rare words that carry a question.
 STOPWORDS = frozenset("""
@@ -49,15 +51,16 @@ def literal_phrases(query: str) -> list[str]:
 
 
 def match_expression(query: str) -> str | None:
-    """Turn free text into a safe FTS5 OR-query of its content words and
-    its literal phrases.
+    """Turn free text into a safe FTS5 OR-query of its content words (in
+    both spellings, spelling.py) and its literal phrases.
 
     Quoting every term keeps user punctuation (quotes, dashes, colons)
     from being read as FTS5 syntax.
     """
     words = [w.lower() for w in _WORD.findall(query)]
     content = [w for w in words if w not in STOPWORDS and len(w) > 1] or words
-    unique = list(dict.fromkeys(content)) + literal_phrases(query)
+    spelt = [v for w in content for v in variants(w)]     # "licence" finds "license" too
+    unique = list(dict.fromkeys(content + spelt)) + literal_phrases(query)
     if not unique:
         return None
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)

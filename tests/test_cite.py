@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.cite import (DECLINE_TEXT, Citer, CiteConfig, interpolated_boxes, looks_declined,
-                         restates)
+from engine.cite import (DECLINE_TEXT, Citer, CiteConfig, in_references, interpolated_boxes,
+                         looks_declined, restates)
 from engine.select.base import Part, Source
 from engine.sentences import answer_sentences, cited_labels
 from engine.text import sentence_spans, terms
@@ -198,3 +198,23 @@ def test_an_answer_that_restates_the_question_is_declined():
     assert not added.declined and "270 degrees" in added.citations[0].quote
     # without the question nothing counts as a restatement
     assert not Citer().cite(answer, [whole(prose_segment(), 1)]).reason.startswith("the answer only")
+
+
+def test_a_reference_list_supports_a_claim_only_when_the_text_does_not():
+    # the dev set's dev-04: a paper's title in the references outscored the
+    # manual's own sentence on an earlier page
+    title = ("Matsumoto, M. and Nishimura, T. (1998). Mersenne Twister: A 623-dimensionally "
+             "equidistributed uniform pseudo-random number generator.")
+    text = "The generator is equidistributed in 623 consecutive dimensions."
+    ref = SegmentRecord(5, 7, 9, "paragraph", title, 507, 0, len(title), None, None, [],
+                        ["Random", "References"], None, 30, "refman.pdf", "/d/refman.pdf")
+    body = SegmentRecord(6, 7, 8, "paragraph", text, 504, 0, len(text), None, None, [],
+                         ["Random", "Details"], None, 20, "refman.pdf", "/d/refman.pdf")
+    answer = "R's default random number generator is equidistributed in 623 consecutive dimensions."
+    plain = Citer(CiteConfig(threshold=0.2, reference_weight=1.0))
+    assert plain.cite(answer, [whole(ref, 1), whole(body, 2)]).citations[0].page == 507
+    cited = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(ref, 1), whole(body, 2)])
+    assert cited.citations[0].page == 504
+    alone = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(ref, 1)])
+    assert alone.citations and alone.citations[0].page == 507     # still cited when alone
+    assert in_references(ref) and not in_references(body)

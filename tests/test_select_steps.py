@@ -31,6 +31,15 @@ def test_rerank_works_lexically_without_an_embedder():
     assert ranked[0].segment is KMEANS and "cosine" not in ranked[0].scores
 
 
+def test_rerank_reads_either_spelling_of_a_word():
+    licensed = seg("The package is licensed under the GNU GPL 2 or later.")
+    other = seg("The package builds with the GNU compiler collection.")
+    ranked = Rerank()([cand(other), cand(licensed)],
+                      context("Under what licence is the package released?", embed=None))
+    assert ranked[0].segment is licensed
+    assert terms("licence licensed colour centre") == terms("license licenced color center")
+
+
 def test_rerank_splits_identifiers_and_keeps_top_n():
     code = seg("def parse_constant(self, name):\n    return _CONSTANTS[name]", kind="code-function",
                name="JSONDecoder.parse_constant", page=None, line_start=10)

@@ -183,3 +183,18 @@ def test_a_literal_joined_by_punctuation_is_also_searched_as_a_phrase(db):
     first = db.execute("SELECT rowid FROM segments_fts WHERE segments_fts MATCH ? "
                        "ORDER BY bm25(segments_fts) LIMIT 1", [words]).fetchone()[0]
     assert segments.get_segments(db, [first])[0].text.startswith("MOLLE")
+
+
+def test_either_spelling_finds_the_other(db):
+    from storage.spelling import american, variants
+
+    assert variants("licence") == ["license"] and variants("license") == ["licence"]
+    assert american("optimisation") == "optimization" and american("centred") == "centered"
+    assert variants("reference") == [] and variants("premise") == []   # no suffix rules
+    doc_id = documents.store_document(db, make_doc(texts=(
+        "The package is licensed under the GNU GPL 2 or later.",
+        "Pick a colour for the plot.", "Nothing about that here.")))
+    hit = fts.bm25_search(db, "Under what licence is it released?", document_ids=[doc_id])
+    assert segments.get_segments(db, [hit[0].segment_id])[0].text.startswith("The package")
+    hit = fts.bm25_search(db, "Which color?", document_ids=[doc_id])
+    assert segments.get_segments(db, [hit[0].segment_id])[0].text.startswith("Pick a colour")
