@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends import ModelFormatError, ModelNotFoundError, load_backend
+from engine.backends import ModelError, ModelFormatError, ModelNotFoundError, load_backend
 from engine.backends.sparse import RESTATED, SparseBackend, SparseOptions
 from engine.indexer import ingest_paths
 from engine.qa import SPARSE_SYSTEM_PROMPT, Answerer, QAConfig, answer_once
@@ -274,3 +274,47 @@ def test_document_text_cannot_forge_turns_in_the_cached_layout(backend, tmp_path
     im_start = backend.tokenizer.convert_tokens_to_ids("<|im_start|>")
     assert layout.tokens[:layout.preamble].count(im_start) == 1      # the real system turn
     assert im_start not in layout.tokens[layout.preamble:]            # none from the document
+
+
+@pytest.mark.slow
+def test_folio_kv_builds_the_caches_answers_read(tmp_path):
+    """`folio kv` (and `ingest --kv`) build every page's cache at once: the
+    first question then builds nothing, and llama.cpp is refused."""
+    import json
+
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\n" + FACTS[1] + "\n\n" + FILLER * 2 + "\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.toml").write_text(f'model = "{smollm_gguf()}"\n')
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--home", str(home), "ingest", str(notes), "-q", "--no-embed",
+                              "--kv"])
+    assert out.exit_code == 0, out.output
+    assert "+ notes.md:" in out.output and "built in" in out.output
+    again = runner.invoke(cli, ["--home", str(home), "kv", "notes.md"])
+    assert again.exit_code == 0 and "already stored" in again.output, again.output
+    asked = runner.invoke(cli, ["--home", str(home), "ask", "Who built the observatory?",
+                                "--backend", "sparse", "--json"])
+    assert asked.exit_code == 0, asked.output
+    result = json.loads(asked.stdout)
+    assert "Kovacs" in result["text"]
+    assert not result["kv"]["documents"][0]["built"]       # read from the stored cache
+    whole = runner.invoke(cli, ["--home", str(home), "kv", "--whole-document"])
+    assert whole.exit_code == 0 and "whole document" in whole.output, whole.output
+    refused = runner.invoke(cli, ["--home", str(tmp_path / "empty"), "kv"])
+    assert refused.exit_code != 0 and "no documents" in refused.output
+
+
+def test_prebuilding_with_llama_cpp_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from engine.kv_prebuild import prebuild_kv
+
+    llama = SimpleNamespace(info=SimpleNamespace(name="qwen.gguf"))
+    with pytest.raises(ModelError, match="keeps no stored KV"):
+        prebuild_kv(llama, open_db(tmp_path / "f.db"), [1])
