@@ -14,24 +14,17 @@ from __future__ import annotations
 import re
 
 from .base import Source
+from .prune_code import line_ranges
 
 _ROW = re.compile(r"^\s*\|.*\|\s*$")
 _SEPARATOR = re.compile(r"^\s*\|(?:\s*:?-+:?\s*\|)+\s*$")
 RECORD_ROWS = 3         # rows pulled out of a table up to this many read as records
 
 
-def _lines(text: str) -> list[tuple[int, int]]:
-    out, pos = [], 0
-    for line in text.splitlines(keepends=True):
-        out.append((pos, pos + len(line)))
-        pos += len(line)
-    return out
-
-
 def table_rows(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(header lines, body rows) of a pipe table as (start, end) ranges with
     their line breaks; ([], []) when `text` is not all pipe-table rows."""
-    lines = _lines(text)
+    lines = line_ranges(text)
     if not lines or not all(_ROW.match(text[a:b]) for a, b in lines if text[a:b].strip()):
         return [], []
     head = 2 if len(lines) > 1 and _SEPARATOR.match(text[lines[1][0]:lines[1][1]]) else 0
