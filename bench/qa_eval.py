@@ -107,14 +107,18 @@ def build(settings, db, backend, mode: str, budget: int | None):
                                   context_tokens=budget)
         answerer.citer = MarkerCiter()
         answerer.config.name_code_places = False     # as common local RAG apps answer
+        answerer.config.contrast = False             # plain greedy decoding, likewise
         return answerer
     pipeline = default_pipeline()
     off = set(mode[1:].split("+")) if mode.startswith("-") else set()  # "-prune", "-rerank+prune"
-    if off - {"places"}:
-        pipeline = pipeline.without(*(off - {"places"}))
+    answer_side = {"places", "contrast"}
+    if off - answer_side:
+        pipeline = pipeline.without(*(off - answer_side))
     answerer = build_answerer(settings, db, backend, pipeline=pipeline, context_tokens=budget)
-    # "-places": without the cited definition's name ending a where-answer (locate.py)
+    # "-places": without the cited definition's name ending a where-answer (locate.py);
+    # "-contrast": plain greedy decoding instead of context-aware (backends/contrast.py)
     answerer.config.name_code_places = "places" not in off
+    answerer.config.contrast = "contrast" not in off
     return answerer
 
 

@@ -62,6 +62,8 @@ class QAConfig:
     rewrite_tokens: int = 48         # the longest rewrite
     max_question_chars: int = 4_000  # a question, not a pasted document
     name_code_places: bool = True    # a where-question ends with the cited definition (locate.py)
+    contrast: bool = True            # decode against the question alone, where the backend
+                                     # can (context-aware decoding, backends/contrast.py)
 
 
 class QuestionError(ValueError):
@@ -235,8 +237,22 @@ class Answerer:
         rate = self.prefill_rate()
         if not rate:
             return window
+        if self.contrastive:      # the question alone is read before the first token too
+            overhead += self.backend.prompt_tokens(self.question_alone(question))
         affordable = int(rate * self.config.target_ttft_s) - overhead
         return min(window, max(self.config.min_context_tokens, affordable))
+
+    @property
+    def contrastive(self) -> bool:
+        """The backend decodes against the question alone (contrast.py)."""
+        return self.config.contrast and bool(getattr(self.backend, "contrastive", False)) \
+            and not self.reads_documents
+
+    @staticmethod
+    def question_alone(question: str) -> list[dict]:
+        """The answer chat without its sources, for context-aware decoding."""
+        return [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": defuse_control_tokens(question)}]
 
     @property
     def reads_documents(self) -> bool:
@@ -249,6 +265,11 @@ class Answerer:
             return self.backend.stream_sources(
                 self.db, selection.sources, question, SPARSE_SYSTEM_PROMPT,
                 max_tokens=self.config.answer_tokens, stop_event=stop_event)
+        if self.contrastive:
+            # the same chat without its sources: decoding favours what they add
+            return self.backend.stream(messages, max_tokens=self.config.answer_tokens,
+                                       stop_event=stop_event,
+                                       contrast=self.question_alone(question))
         return self.backend.stream(messages, max_tokens=self.config.answer_tokens,
                                    stop_event=stop_event)
 

@@ -58,6 +58,10 @@ class BackendConfig:
     repeat_penalty: float = 1.0     # 1.0: off, so quoted source text is not penalised
     seed: int = 0                   # sampling seed when temperature > 0
     device: str = "auto"            # "auto" (GPU when the build has one), "cpu" or "gpu"
+    contrast_alpha: float = 1.0     # context-aware decoding (contrast.py): how far the
+                                    # sources' say outweighs the model's own; 0: off
+    contrast_plausibility: float = 0.1  # ...among tokens this likely relative to the best
+    contrast_ctx: int = 2048        # the question-alone context's window
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,16 @@ class Backend(ABC):
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], max_tokens: int,
                temperature: float = 0.0,
-               stop_event: threading.Event | None = None) -> Iterator[str]:
-        """Generate an answer to the chat, piece by piece."""
+               stop_event: threading.Event | None = None,
+               contrast: Sequence[ChatMessage] | None = None) -> Iterator[str]:
+        """Generate an answer to the chat, piece by piece. `contrast`: the
+        same chat without its sources, for backends that decode against it
+        (`contrastive`); others ignore it."""
+
+    @property
+    def contrastive(self) -> bool:
+        """Whether `stream` uses the `contrast` chat (context-aware decoding)."""
+        return False
 
     @abstractmethod
     def stop(self) -> None:

@@ -108,6 +108,7 @@ class LlamaCppBackend(Backend):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.prefill_rate: float | None = None   # memo for measure_prefill_rate
+        self._alone = None      # contrast.QuestionAlone, made on the first contrasted answer
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelFormatError(
@@ -171,6 +172,9 @@ class LlamaCppBackend(Backend):
         if not self._lock.acquire(timeout=CLOSE_WAIT_S):
             raise ModelError("the model is still generating an answer and cannot be closed yet")
         try:
+            if self._alone is not None:
+                self._alone.close()
+                self._alone = None
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
@@ -206,18 +210,31 @@ class LlamaCppBackend(Backend):
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def contrastive(self) -> bool:
+        return self.config.contrast_alpha > 0
+
     def stream(self, messages: Sequence[ChatMessage], max_tokens: int,
                temperature: float = 0.0,
-               stop_event: threading.Event | None = None) -> Iterator[str]:
+               stop_event: threading.Event | None = None,
+               contrast: Sequence[ChatMessage] | None = None) -> Iterator[str]:
         """Validate now (a too-long prompt raises here, not at the first
-        `next`), then return the generator."""
+        `next`), then return the generator. With `contrast` (the chat
+        without its sources) a greedy answer is decoded against it
+        (contrast.py), unless that chat is too long for its small window."""
         tokens = self.chat_tokens(messages)
         if len(tokens) >= self.n_ctx:
             raise PromptTooLongError(len(tokens), self.n_ctx)
-        return self._generate(tokens, max(1, max_tokens), temperature, stop_event)
+        alone = None
+        if contrast is not None and self.contrastive and temperature == 0.0:
+            alone = self.chat_tokens(contrast)
+            if len(alone) + max_tokens > self.config.contrast_ctx:
+                alone = None
+        return self._generate(tokens, max(1, max_tokens), temperature, stop_event, alone)
 
     def _generate(self, tokens: list[int], max_tokens: int, temperature: float,
-                  stop_event: threading.Event | None) -> Iterator[str]:
+                  stop_event: threading.Event | None,
+                  alone: list[int] | None = None) -> Iterator[str]:
         with self._lock:
             self._stop.clear()
 
@@ -226,7 +243,7 @@ class LlamaCppBackend(Backend):
 
             run = _Run(start=time.perf_counter(), prompt_tokens=len(tokens))
             try:
-                yield from self._run(tokens, max_tokens, temperature, stopped, run)
+                yield from self._run(tokens, max_tokens, temperature, stopped, run, alone)
             except ModelError:
                 raise
             except RuntimeError as exc:       # llama_decode failures and the like
@@ -237,7 +254,7 @@ class LlamaCppBackend(Backend):
                 self.last_stats = run.stats()
 
     def _run(self, tokens: list[int], max_tokens: int, temperature: float,
-             stopped, run: "_Run") -> Iterator[str]:
+             stopped, run: "_Run", alone: list[int] | None = None) -> Iterator[str]:
         import llama_cpp
 
         llm = self._model()
@@ -250,8 +267,8 @@ class LlamaCppBackend(Backend):
         limit = "max_tokens" if budget == max_tokens else "context_full"
         run.reason = "closed"          # stays so if the consumer closes the stream
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        generator = llm.generate(tokens, temp=temperature,
-                                 repeat_penalty=self.config.repeat_penalty)
+        generator = self._contrasted(llm, alone) if alone is not None else \
+            llm.generate(tokens, temp=temperature, repeat_penalty=self.config.repeat_penalty)
         try:
             for token in generator:
                 if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
@@ -274,6 +291,32 @@ class LlamaCppBackend(Backend):
         tail = decoder.decode(b"", final=True)   # an incomplete UTF-8 sequence
         if tail:
             yield tail
+
+    def _contrasted(self, llm, alone: list[int]) -> Iterator[int]:
+        """Greedy tokens under context-aware decoding, the prompt already
+        evaluated (its last token's logits fresh: `_prefill` evaluates at
+        least one token). Each token is evaluated when the next is asked
+        for, as `Llama.generate` does."""
+        from .contrast import QuestionAlone, contrast
+
+        if self._alone is None:
+            self._alone = QuestionAlone(llm, self.config.contrast_ctx,
+                                        self.config.n_threads or physical_cores(),
+                                        self.config.n_batch)
+        vocab = llm.n_vocab()
+
+        def logits() -> np.ndarray:
+            return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,)).copy()
+
+        with_sources, without = logits(), self._alone.start(alone)
+        while True:
+            token = contrast(with_sources, without, self.config.contrast_alpha,
+                             self.config.contrast_plausibility) \
+                if without is not None else int(with_sources.argmax())
+            yield token
+            llm.eval([token])
+            with_sources = logits()
+            without = self._alone.advance(token) if without is not None else None
 
     def _prefill(self, tokens: list[int], stopped) -> int:
         """Evaluate the prompt in `n_batch` chunks, checking for a stop between

@@ -341,10 +341,12 @@ class SparseBackend(Backend):
     # -- the plain Backend calls ---------------------------------------------
     def stream(self, messages: Sequence[ChatMessage], max_tokens: int,
                temperature: float = 0.0,
-               stop_event: threading.Event | None = None) -> Iterator[str]:
+               stop_event: threading.Event | None = None,
+               contrast: Sequence[ChatMessage] | None = None) -> Iterator[str]:
         """Any chat: everything up to the last user turn is cached on disk
         (keyed by its tokens, so the same system prompt is read once), the
-        last user turn and the answer are the local window. Greedy only."""
+        last user turn and the answer are the local window. Greedy only;
+        `contrast` is not used (not `contrastive`)."""
         messages = list(messages)
         if not messages or messages[-1]["role"] != "user":
             raise ValueError("the chat must end with a user message")
