@@ -291,6 +291,9 @@ def main() -> None:
                         help="How folio orders its sources: document, score, or best-last (the "
                              "best next to the question); several, comma separated, give one "
                              "mode each.")
+    parser.add_argument("--contrast-alpha", type=float,
+                        help="Context-aware decoding weight for the llama.cpp answers (default: "
+                             "the backend's); mode -contrast is the same run without it.")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
@@ -316,6 +319,8 @@ def main() -> None:
     db = open_db(settings.db_path)
     doc_ids = ingest_all(settings, db, args.shared, sorted({i["doc"] for i in items}))
     backend = load_answer_backend(settings, args.model)
+    if args.contrast_alpha is not None and hasattr(backend, "config"):
+        backend.config.contrast_alpha = args.contrast_alpha
     modes = [m for m in args.modes.split(",") if m]     # "" with --sparse-model: sparse alone
     if args.ablate:
         modes += [f"-{step.name}" for step in default_pipeline().steps] + ["-places"]

@@ -58,8 +58,10 @@ class BackendConfig:
     repeat_penalty: float = 1.0     # 1.0: off, so quoted source text is not penalised
     seed: int = 0                   # sampling seed when temperature > 0
     device: str = "auto"            # "auto" (GPU when the build has one), "cpu" or "gpu"
-    contrast_alpha: float = 1.0     # context-aware decoding (contrast.py): how far the
-                                    # sources' say outweighs the model's own; 0: off
+    contrast_alpha: float = 0.0     # context-aware decoding (contrast.py): how far the
+                                    # sources' say outweighs the model's own; 0: off (on
+                                    # the dev set, 0.5 and 1.0 gained answers and lost
+                                    # about as many, and citations: bench/RESULTS.md)
     contrast_plausibility: float = 0.1  # ...among tokens this likely relative to the best
     contrast_ctx: int = 2048        # the question-alone context's window
 
