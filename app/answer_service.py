@@ -114,7 +114,7 @@ class AnswerService:
             conversation_id: int | None, session: str = "") -> Iterator:
         """The engine's events, after a `Stage("waiting")` while another
         question holds the model."""
-        from engine.qa import Stage
+        from engine.answer_events import Stage
 
         stop = self.stop_event(session)
         stop.clear()

@@ -308,7 +308,9 @@ def ask(obj: Context, question: str, docs: tuple[str, ...], model: Path | None,
         conversation: int | None, as_json: bool) -> None:
     """Answer a question from the library, citing the spans it used."""
     from engine.backends import ModelError
-    from engine.qa import Done, QAConfig, QuestionError, Token, clean_question
+    from engine.answer_events import Done, Token
+    from engine.prompts import QuestionError, clean_question
+    from engine.qa import QAConfig
     from storage import conversations
 
     try:   # before the model loads: an empty or oversized question fails at once

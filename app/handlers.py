@@ -173,7 +173,9 @@ class Handlers:
     def ask(self, question: str, scope: list[int] | None, conversation_id: int | None,
             session: str):
         """Yields (chat HTML, conversation id) while the answer streams."""
-        from engine.qa import Done, QAConfig, QuestionError, Stage, Token, clean_question
+        from engine.answer_events import Done, Stage, Token
+        from engine.prompts import QuestionError, clean_question
+        from engine.qa import QAConfig
 
         turns = self.turns(conversation_id)
         try:    # checked first: a 100 KB paste is refused, not rendered
@@ -270,7 +272,7 @@ class Handlers:
 
     def api_ask(self, question: str, document_ids: list[int] | None,
                 conversation_id: int | None):
-        from engine.qa import Done, Token
+        from engine.answer_events import Done, Token
 
         if not (question or "").strip():
             yield {"error": "the question is empty"}

@@ -169,7 +169,9 @@ def check_adaptive_budget(settings, backend) -> float:
 
 def retrieve_item(answerer, item: dict, doc_id: int) -> dict:
     """Select the context for one item as `ask` would, and score it."""
-    from engine.qa import clean_question, search_query_for, source_usage
+    from engine.answer_events import source_usage
+    from engine.prompts import clean_question
+    from engine.qa import search_query_for
 
     started = time.perf_counter()
     question = clean_question(item["question"], answerer.config.max_question_chars)

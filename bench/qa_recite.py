@@ -30,7 +30,8 @@ from qa_eval import (SHARED, answer_found, build, ingest_all, load_items, load_t
 def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
     from engine.cite import DECLINE_TEXT
     from engine.locate import add_location
-    from engine.qa import clean_question, source_usage
+    from engine.answer_events import source_usage
+    from engine.prompts import clean_question
 
     raw = stored.get("raw_answer", stored["answer"])
     budget = stored.get("budget") or stored["context_tokens"]

@@ -26,7 +26,7 @@ def prebuild_kv(backend, db: sqlite_utils.Database, document_ids: list[int],
     `document_ids` will read: every page in retrieval mode, the whole
     document in document mode. Returns the backend's `DocumentRead` per
     document built; `report` hears one line per document."""
-    from .qa import SPARSE_SYSTEM_PROMPT
+    from .prompts import SPARSE_SYSTEM_PROMPT
 
     if not hasattr(backend, "read_document"):
         raise ModelError(f"{backend.info.name} runs on llama.cpp, which keeps no stored KV "

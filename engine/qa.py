@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -20,35 +20,18 @@ import sqlite_utils
 from storage import SegmentRecord
 from storage import conversations as chats
 from storage import segments as segment_store
-from storage.records import CitationRecord
 
+from .answer_events import AnswerResult, Done, Event, Stage, Token, source_usage
 from .cite import CitedAnswer, Citer, CiteConfig
 from .followup import leans_on_history, search_query
 from .locate import add_location
-from .text import defuse_control_tokens
+from .prompts import (SPARSE_SYSTEM_PROMPT, QuestionError, answer_messages, clean_question,
+                      question_alone)
 from .search import HybridSearcher
-from .select.base import Selection, SelectionContext, Source
+from .select.base import Selection, SelectionContext
 
 log = logging.getLogger(__name__)
 
-# The sources go in the system message and the question alone in the user
-# turn: measured on the dev set, the default 0.5B model then answers the
-# question instead of continuing the sources (3 of 7 lookups right against 0
-# with sources and question in one user message). No "say you don't know"
-# instruction either: it made the model decline questions its sources do
-# answer. Declining is the citation step's job: an unsupported answer is
-# withheld.
-SYSTEM_PROMPT = (
-    "You are Folio. Answer the user's question using only these numbered sources. "
-    "Reply in one or two sentences and cite the source after each sentence like [1]. "
-    "Copy names, numbers and code identifiers exactly.")
-
-# The sparse backend reads whole documents from their cached KV: there are
-# no numbered sources to cite, so the citation step aligns every sentence,
-# helped by the attention each source received.
-SPARSE_SYSTEM_PROMPT = (
-    "You are Folio. Answer the user's question using only the document excerpts below. "
-    "Reply in one or two sentences. Copy names, numbers and code identifiers exactly.")
 
 @dataclass
 class QAConfig:
@@ -66,96 +49,6 @@ class QAConfig:
                                      # can (context-aware decoding, backends/contrast.py)
 
 
-class QuestionError(ValueError):
-    """A question that cannot be asked as given; the message says why, in
-    words for the person (the CLI and the UI show it as it is)."""
-
-
-# C0/C1 control characters (tab and newline stay: pasted code keeps its
-# shape) and lone surrogates, which SQLite cannot even store.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def clean_question(question: str, max_chars: int) -> str:
-    """The question with control characters turned into spaces and outer
-    whitespace removed; raises QuestionError when empty or too long."""
-    text = _CONTROL.sub(" ", question).strip()
-    if not text:
-        raise QuestionError("the question is empty")
-    if len(text) > max_chars:
-        raise QuestionError(f"the question is {len(text):,} characters long; the limit is "
-                            f"{max_chars:,}: ask about one thing, quoting only what is needed")
-    return text
-
-
-@dataclass
-class Stage:
-    name: str                       # "rewriting", "searching", "selecting", "reading", "writing", "citing"
-    detail: str = ""
-
-
-@dataclass
-class Token:
-    text: str
-
-
-@dataclass
-class SourceUsage:
-    """One numbered source as the model saw it, for the sources list."""
-
-    label: int
-    document_id: int
-    document_name: str
-    segment_ids: list[int]
-    page: int | None
-    line_start: int | None
-    line_end: int | None
-    tokens: int
-    score: float
-    text: str
-    pages: list[int] = field(default_factory=list)   # every page its segments lie on
-    # the [first, last] lines of each part shown (a pruned function shows
-    # some of its lines: line_start/line_end span the whole source)
-    line_ranges: list[list[int]] = field(default_factory=list)
-    attention: float | None = None  # share of the answer's attention (sparse backend)
-
-
-@dataclass
-class AnswerResult:
-    question: str
-    search_query: str
-    text: str
-    raw_text: str
-    declined: bool
-    reason: str
-    citations: list[CitationRecord]
-    sentences: list[dict]
-    sources: list[SourceUsage]
-    budget: int
-    context_tokens: int
-    steps: list[str]
-    ttft_s: float
-    total_s: float
-    prompt_tokens: int
-    answer_tokens: int
-    model: str
-    status: str = "done"            # "stopped" when the user stopped it
-    conversation_id: int | None = None
-    turn_id: int | None = None
-    kv: dict | None = None          # sparse backend: documents read, cache builds, tokens
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Done:
-    result: AnswerResult
-
-
-Event = Stage | Token | Done
-
-
 def search_query_for(question: str, history: list[str]) -> str:
     """A standalone search query without a model: a follow-up that leans on
     earlier turns ("and its default?") borrows the previous question's terms."""
@@ -171,21 +64,6 @@ def repeating(text: str, times: int = 3) -> bool:
         return False
     tail = sentences[-times - 1:-1]
     return len(set(tail)) == 1 and len(tail[0]) > 8
-
-
-def source_usage(source: Source) -> SourceUsage:
-    from .select.pack import part_lines
-
-    first = source.parts[0].segment
-    segs = source.segments
-    lines = [s.line_start for s in segs if s.line_start] + [s.line_end for s in segs if s.line_end]
-    return SourceUsage(
-        label=source.label, document_id=first.document_id, document_name=first.document_name,
-        segment_ids=[s.id for s in segs], page=first.page,
-        line_start=min(lines) if lines else None, line_end=max(lines) if lines else None,
-        tokens=source.tokens, score=round(float(source.score), 4), text=source.text,
-        pages=sorted({s.page for s in segs if s.page is not None}),
-        line_ranges=[list(r) for r in (part_lines(p) for p in source.parts) if r])
 
 
 class Answerer:
@@ -238,7 +116,7 @@ class Answerer:
         if not rate:
             return window
         if self.contrastive:      # the question alone is read before the first token too
-            overhead += self.backend.prompt_tokens(self.question_alone(question))
+            overhead += self.backend.prompt_tokens(question_alone(question))
         affordable = int(rate * self.config.target_ttft_s) - overhead
         return min(window, max(self.config.min_context_tokens, affordable))
 
@@ -247,12 +125,6 @@ class Answerer:
         """The backend decodes against the question alone (contrast.py)."""
         return self.config.contrast and bool(getattr(self.backend, "contrastive", False)) \
             and not self.reads_documents
-
-    @staticmethod
-    def question_alone(question: str) -> list[dict]:
-        """The answer chat without its sources, for context-aware decoding."""
-        return [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": defuse_control_tokens(question)}]
 
     @property
     def reads_documents(self) -> bool:
@@ -269,7 +141,7 @@ class Answerer:
             # the same chat without its sources: decoding favours what they add
             return self.backend.stream(messages, max_tokens=self.config.answer_tokens,
                                        stop_event=stop_event,
-                                       contrast=self.question_alone(question))
+                                       contrast=question_alone(question))
         return self.backend.stream(messages, max_tokens=self.config.answer_tokens,
                                    stop_event=stop_event)
 
@@ -296,13 +168,7 @@ class Answerer:
                 f"answer, but the model's window holds {self.backend.n_ctx:,}")
 
     # -- prompt ---------------------------------------------------------
-    @staticmethod
-    def messages(sources_block: str, question: str) -> list[dict]:
-        """The chat: text from documents (and the question) cannot forge
-        the template's turn markers (see `defuse_control_tokens`)."""
-        system = f"{SYSTEM_PROMPT}\n\n{defuse_control_tokens(sources_block) or '(no sources)'}"
-        return [{"role": "system", "content": system},
-                {"role": "user", "content": defuse_control_tokens(question)}]
+    messages = staticmethod(answer_messages)
 
     # -- selection -------------------------------------------------------
     def select(self, question: str, search_query: str, document_ids: list[int] | None,

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.qa import SourceUsage, answer_once
+from engine.answer_events import SourceUsage
+from engine.qa import answer_once
 from storage import documents
 
 import test_qa

@@ -8,7 +8,8 @@ import pymupdf
 import pytest
 
 from engine.indexer import ingest_paths
-from engine.qa import Answerer, Done, QAConfig, Stage, Token, answer_once, search_query_for
+from engine.answer_events import Done, Stage, Token
+from engine.qa import Answerer, QAConfig, answer_once, search_query_for
 from engine.search import HybridSearcher
 from engine.select import default_pipeline
 from ingest import IngestConfig

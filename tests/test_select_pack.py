@@ -94,7 +94,7 @@ def test_a_prose_hit_too_long_to_fit_comes_in_pruned():
 
 
 def test_a_code_hit_too_long_to_fit_comes_in_as_its_best_lines():
-    from engine.qa import source_usage
+    from engine.answer_events import source_usage
 
     body = "\n".join(f"    step_{i} = combine(part_{i}, weights) + offset" for i in range(50))
     text = ("def wrap_chunks(self, chunks):\n"

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from app.cli import cli
 from engine.backends import ModelError
 from engine.indexer import ingest_paths
-from engine.qa import Answerer, QAConfig, QuestionError, answer_once
+from engine.prompts import QuestionError
+from engine.qa import Answerer, QAConfig, answer_once
 from engine.search import HybridSearcher
 from engine.select import default_pipeline
 from ingest import IngestConfig

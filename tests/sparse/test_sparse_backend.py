@@ -11,7 +11,8 @@ import pytest
 from engine.backends import ModelError, ModelFormatError, ModelNotFoundError, load_backend
 from engine.backends.sparse import RESTATED, SparseBackend, SparseOptions
 from engine.indexer import ingest_paths
-from engine.qa import SPARSE_SYSTEM_PROMPT, Answerer, QAConfig, answer_once
+from engine.prompts import SPARSE_SYSTEM_PROMPT
+from engine.qa import Answerer, QAConfig, answer_once
 from engine.search import HybridSearcher
 from engine.select import default_pipeline
 from ingest import IngestConfig
