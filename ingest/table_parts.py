@@ -17,8 +17,9 @@ from typing import Sequence
 
 from .model import Segment
 
-_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_SEPARATOR = re.compile(r"^\s*\|(?:\s*:?-+:?\s*\|)+\s*$")
+# A pipe-table row, and the `|---|` line under a header row (engine/select/tables.py too).
+PIPE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+PIPE_SEPARATOR = re.compile(r"^\s*\|(?:\s*:?-+:?\s*\|)+\s*$")
 
 
 def pipe_table_header(text: str) -> str | None:
@@ -26,14 +27,14 @@ def pipe_table_header(text: str) -> str | None:
     `|---|` line), or None."""
     lines = text.split("\n")
     for k in range(len(lines) - 2, -1, -1):
-        if _ROW.match(lines[k]) and _SEPARATOR.match(lines[k + 1]):
+        if PIPE_ROW.match(lines[k]) and PIPE_SEPARATOR.match(lines[k + 1]):
             return lines[k].strip()
     return None
 
 
 def _ends_in_table(text: str) -> bool:
     lines = [line for line in text.split("\n") if line.strip()]
-    return bool(lines) and bool(_ROW.match(lines[-1]))
+    return bool(lines) and bool(PIPE_ROW.match(lines[-1]))
 
 
 def name_table_parts(segments: Sequence[Segment], text: str) -> None:

@@ -35,7 +35,7 @@ _ISE = """
 optim normal initial serial organ recogn custom minim maxim summar visual synchron
 parametr token author util priorit categor standard central final special general
 local global real emphas character apolog capital critic econom familiar formal
-harmon legal modern neutral penal popular public real stabil steril symbol
+harmon legal modern neutral penal popular public stabil steril symbol
 vector virtual memor random sanit canonical lexical linear polar quant
 """.split()
 _ISE_FORMS = ("ise", "ised", "ises", "ising", "isation", "isations", "iser", "isers")

@@ -11,13 +11,11 @@ as "Cuit: 20-22608380-5; ..." it copied the right one.
 """
 from __future__ import annotations
 
-import re
+from ingest.table_parts import PIPE_ROW, PIPE_SEPARATOR
 
 from .base import Source
 from .prune_code import line_ranges
 
-_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_SEPARATOR = re.compile(r"^\s*\|(?:\s*:?-+:?\s*\|)+\s*$")
 RECORD_ROWS = 3         # rows pulled out of a table up to this many read as records
 
 
@@ -25,9 +23,9 @@ def table_rows(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]
     """(header lines, body rows) of a pipe table as (start, end) ranges with
     their line breaks; ([], []) when `text` is not all pipe-table rows."""
     lines = line_ranges(text)
-    if not lines or not all(_ROW.match(text[a:b]) for a, b in lines if text[a:b].strip()):
+    if not lines or not all(PIPE_ROW.match(text[a:b]) for a, b in lines if text[a:b].strip()):
         return [], []
-    head = 2 if len(lines) > 1 and _SEPARATOR.match(text[lines[1][0]:lines[1][1]]) else 0
+    head = 2 if len(lines) > 1 and PIPE_SEPARATOR.match(text[lines[1][0]:lines[1][1]]) else 0
     body = [r for r in lines[head:] if text[r[0]:r[1]].strip()]
     return lines[:head], body
 
@@ -47,7 +45,7 @@ def table_header(source: Source) -> str | None:
     head, _ = table_rows(text)
     if head:
         return text[head[0][0]:head[0][1]].strip()
-    return part.segment.name if part.segment.name and _ROW.match(part.segment.name) else None
+    return part.segment.name if part.segment.name and PIPE_ROW.match(part.segment.name) else None
 
 
 def table_columns(source: Source) -> str:
@@ -72,7 +70,7 @@ def as_records(source: Source) -> str | None:
         return None                 # the whole segment: a grid, as written
     header = table_header(source)
     rows = [line for p in source.parts for line in p.text.splitlines()
-            if _ROW.match(line) and not _SEPARATOR.match(line) and line.strip() != header]
+            if PIPE_ROW.match(line) and not PIPE_SEPARATOR.match(line) and line.strip() != header]
     if header is None or not rows or len(rows) > RECORD_ROWS:
         return None
     names = cells(header)
