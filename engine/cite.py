@@ -31,9 +31,11 @@ BoxRefiner = Callable[[SegmentRecord, int, int], "list[list[float]] | None"]
 
 DECLINE_TEXT = "I could not find this in the documents."
 # Phrases a model uses to give up. The strong ones always are a decline;
-# the weak ones only when their sentence is about the sources or the model
-# itself: "if a key is not found in fieldnames, it raises ValueError"
-# explains code, it does not give up.
+# the weak ones only when the sources or the model itself are what the
+# phrase is said of: "if a key is not found in fieldnames, it raises
+# ValueError" explains code, and so does "the input string does not contain
+# enough characters to complete the document" (dev-26): the document there
+# is a JSON document, and the string is what lacks something.
 _DECLINE_STRONG = re.compile(
     r"\b(?:(?:is|are) not (?:mentioned|specified|stated|discussed|covered)|"
     r"no (?:information|mention|details?)|cannot (?:find|answer|be determined)|"
@@ -44,8 +46,22 @@ _DECLINE_WEAK = re.compile(
     r"discuss|describe|cover|have)|(?:is|are) not (?:provided|given|included|found|available)|"
     r"cannot determine|can't determine)\b", re.I)
 _ABOUT_SOURCES = re.compile(
-    r"\b(?:sources?|documents?|context|text|excerpts?|passages?|information|manual|paper)\b|"
-    r"^\W*(?:i|we)\b", re.I)
+    r"\b(?:sources?|documents?|context|text|excerpts?|passages?|information|manual|paper|"
+    r"i|we)\b", re.I)
+_PASSIVE = re.compile(r"^(?:is|are)\b", re.I)
+
+
+def _gives_up(sentence: str) -> bool:
+    """A weak phrase with the sources (or "I") as its subject, in the few
+    words before it ("The provided text does not mention"), or after a
+    passive one ("This is not given in the sources")."""
+    for match in _DECLINE_WEAK.finditer(sentence):
+        subject = " ".join(sentence[:match.start()].split()[-3:])
+        if _ABOUT_SOURCES.search(subject):
+            return True
+        if _PASSIVE.match(match.group(0)) and _ABOUT_SOURCES.search(sentence[match.end():]):
+            return True
+    return False
 
 
 @dataclass
@@ -122,8 +138,7 @@ def looks_declined(text: str) -> bool:
     """The model said the sources do not hold the answer."""
     for a, b in answer_sentences(text) or [(0, len(text))]:
         sentence = text[a:b]
-        if _DECLINE_STRONG.search(sentence) or (
-                _DECLINE_WEAK.search(sentence) and _ABOUT_SOURCES.search(sentence)):
+        if _DECLINE_STRONG.search(sentence) or _gives_up(sentence):
             return True
     return False
 
@@ -292,6 +307,23 @@ class Citer:
             return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True,
                                "no sentence of the answer is supported by the sources")
         return CitedAnswer(answer, answer, sentences, citations, False)
+
+    def best_line(self, claim: str, sources: list[Source],
+                  keep: Callable[[SegmentRecord, int, int], bool]) -> CitationRecord | None:
+        """The span that best supports `claim` among those `keep` accepts
+        (segment, start, end in its text). No threshold: the caller has
+        already chosen the place and wants its best lines."""
+        spans = []
+        for span in (s for source in sources for s in _source_spans(source)):
+            located = span.source.locate(span.start, span.end)
+            if located and keep(located[0][0].segment, located[0][1], located[0][2]):
+                spans.append(span)
+        if not spans:
+            return None
+        row = self._scores([claim], spans)[0]
+        best = int(row.argmax())
+        return citation_for(spans[best].source, spans[best].start, spans[best].end, 0,
+                            float(row[best]), self.refine)
 
     def _best(self, row: np.ndarray, indices, spans: list[_Span]) -> list[int]:
         """The best span above the threshold, plus a near-equal one from

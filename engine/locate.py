@@ -3,21 +3,34 @@
 Asked "Where does pathlib create missing parent directories?", a small
 model explains what the code does and seldom names where it is; on the dev
 set the default 0.5B model named the function in none of its code "where"
-answers. The citation step has already found the lines that support the
-answer, and the code segment holding them is stored with its definition's
-name, so the answer can end with that place: "In `Path.mkdir`
-(pathlib.py:1118-1122) [1]." It is only as right as the citation, which
-the person can open; nothing is added when no code line was cited or the
-answer already names the place.
+answers. So the answer ends with the place: "In `Path.mkdir`
+(pathlib.py:1118-1122) [1]." Which place:
+
+- the definition holding the answer's best-cited code line, when that line
+  is code that acts: it is the model's own evidence;
+- otherwise, when the best citation is documentation (a docstring or a
+  comment) or there is none, the model picks among the definitions it was
+  shown, by the log-probability of each name continuing its answer ("...
+  This is done in `"), and the place is cited on that definition's best
+  supporting lines. Documentation says what happens, often far from where:
+  `SequenceMatcher.__init__`'s docstring describes the junk heuristic that
+  `__chain_b` applies, and `raw_decode`'s mentions the extra data that
+  `decode` rejects (dev-24, dev-26: the docstrings won the citation, the
+  model's pick was right).
+
+It is only as right as its citation, which the person can open; nothing is
+added when the answer already names the place.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Callable
 
+from storage import SegmentRecord
 from storage.records import CitationRecord
 
-from .cite import CitedAnswer, SentenceSupport
+from .cite import CitedAnswer, Citer, SentenceSupport
 from .select.base import Source
 from .select.prune_code import CODE_KINDS
 
@@ -26,6 +39,15 @@ from .select.prune_code import CODE_KINDS
 _ASKS_WHERE = re.compile(
     r"^\W*(?:where\b|(?:in\s+)?(?:which|what)\s+(?:part|function|method|class|module|"
     r"file|code|routine)s?\b)", re.I)
+_ASKS_CLASS = re.compile(r"\bclass(?:es)?\b", re.I)
+_PART = re.compile(r"\s+\(part \d+/\d+\)$")
+_COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*)")
+_TRIPLE = re.compile(r'"""|\'\'\'')
+
+# The answer goes on with this, and the model's choice of name follows it.
+PLACE_PROMPT = " This is done in `"
+
+Choose = Callable[[list[str]], "list[float] | None"]
 
 
 def asks_where(question: str) -> bool:
@@ -33,34 +55,123 @@ def asks_where(question: str) -> bool:
     return bool(_ASKS_WHERE.search(question))
 
 
+def definition_name(segment: SegmentRecord) -> str:
+    """The definition a code segment belongs to: a long function is stored
+    in parts ("Sniffer._guess_delimiter (part 1/2)"), but it is one place."""
+    return _PART.sub("", segment.name or "")
+
+
+def documentation_lines(text: str) -> set[int]:
+    """0-based lines of `text` that are docstring or comment, not code."""
+    lines: set[int] = set()
+    inside = False
+    for i, line in enumerate(text.splitlines()):
+        quotes = len(_TRIPLE.findall(line))
+        if inside or quotes or _COMMENT.match(line):
+            lines.add(i)
+        if quotes % 2:
+            inside = not inside
+    return lines
+
+
+def is_documentation(segment: SegmentRecord, start: int, end: int) -> bool:
+    """Every line of segment text [start, end) is docstring or comment."""
+    first = segment.text.count("\n", 0, start)
+    last = segment.text.count("\n", 0, max(start, end - 1))
+    return set(range(first, last + 1)) <= documentation_lines(segment.text)
+
+
 def _plain(text: str) -> str:
     return re.sub(r"[`*_\s]+", "", text).casefold()
 
 
-def add_location(question: str, cited: CitedAnswer, sources: list[Source]) -> str:
-    """The sentence naming the cited definition, appended to `cited` (text,
-    sentences and citations) for a where-question; "" when none applies."""
-    if cited.declined or not asks_where(question):
-        return ""
-    segments = {seg.id: seg for source in sources for seg in source.segments}
+def candidate_places(question: str, sources: list[Source]) -> dict[str, list[SegmentRecord]]:
+    """Definitions shown to the model, by name: functions and methods (a
+    class only when the question asks for one, or when no function was
+    shown), in the order shown."""
+    found: dict[str, list[SegmentRecord]] = {}
+    for source in sources:
+        for seg in source.segments:
+            name = definition_name(seg)
+            if seg.kind in CODE_KINDS and name and name != "<module>":
+                found.setdefault(name, []).append(seg)
+    functions = {n: s for n, s in found.items() if s[0].kind == "code-function"}
+    if _ASKS_CLASS.search(question) or not functions:
+        return found
+    return functions
 
-    def place(c: CitationRecord) -> str | None:
-        seg = segments.get(c.segment_id)
-        return seg.name if seg is not None and seg.kind in CODE_KINDS else None
 
-    code = [c for c in cited.citations if c.line_start is not None and place(c)]
-    if not code:
-        return ""
-    best = max(code, key=lambda c: c.score)
-    name = place(best)
-    if _plain(name) in _plain(cited.text):
-        return ""
-    sentence = f"In `{name}` ({best.location()}) [{best.label}]."
-    start = len(cited.text) + 1
-    index = len(cited.sentences)
-    record = replace(best, sentence=index, id=None)
-    cited.sentences.append(SentenceSupport(start, start + len(sentence), sentence, [best.label],
-                                           best.score, True, [record]))
-    cited.citations.append(record)
-    cited.text = f"{cited.text} {sentence}"
-    return f" {sentence}"
+class Locator:
+    """Ends a where-answer about code with the place it names."""
+
+    def __init__(self, citer: Citer, choose: Choose | None = None):
+        self.citer = citer
+        self.choose = choose          # scores names as the answer's next words
+
+    def add(self, question: str, cited: CitedAnswer, sources: list[Source]) -> str:
+        """The sentence naming the place, appended to `cited` (text,
+        sentences and citations) for a where-question; "" when none applies."""
+        if cited.declined or not asks_where(question):
+            return ""
+        found = self._from_citation(cited, sources)
+        if found is not None and not (found[2] and self.choose is not None):
+            picked = found[:2]
+        else:
+            picked = self._from_model(question, cited, sources) or (found and found[:2])
+        if not picked:
+            return ""
+        name, record = picked
+        if _plain(name) in _plain(cited.text):
+            return ""
+        sentence = f"In `{name}` ({record.location()}) [{record.label}]."
+        start = len(cited.text) + 1
+        index = len(cited.sentences)
+        record = replace(record, sentence=index, id=None)
+        cited.sentences.append(SentenceSupport(start, start + len(sentence), sentence,
+                                               [record.label], record.score, True, [record]))
+        cited.citations.append(record)
+        cited.text = f"{cited.text} {sentence}"
+        return f" {sentence}"
+
+    def _from_citation(self, cited: CitedAnswer,
+                       sources: list[Source]) -> tuple[str, CitationRecord, bool] | None:
+        """The best-cited code line's definition, and whether that line is
+        documentation rather than code."""
+        segments = {seg.id: seg for source in sources for seg in source.segments}
+        code = [(c, segments[c.segment_id]) for c in cited.citations
+                if c.line_start is not None and c.segment_id in segments
+                and segments[c.segment_id].kind in CODE_KINDS
+                and definition_name(segments[c.segment_id])]
+        if not code:
+            return None
+        best, segment = max(code, key=lambda pair: pair[0].score)
+        documentation = is_documentation(segment, best.char_start - segment.char_start,
+                                         best.char_end - segment.char_start)
+        return definition_name(segment), best, documentation
+
+    def _from_model(self, question: str, cited: CitedAnswer,
+                    sources: list[Source]) -> tuple[str, CitationRecord] | None:
+        """The model's pick among the definitions shown, cited on its best
+        supporting line."""
+        places = candidate_places(question, sources)
+        if self.choose is None or not places:
+            return None
+        names = list(places)
+        scores = self.choose([f"{name}`" for name in names]) if len(names) > 1 else [0.0]
+        if not scores:
+            return None
+        name = names[max(range(len(names)), key=lambda i: scores[i])]
+        ids = {seg.id for seg in places[name]}
+        record = self.citer.best_line(f"{question} {cited.raw_text}", sources,
+                                      lambda seg, a, b: seg.id in ids
+                                      and not is_documentation(seg, a, b))
+        if record is None:    # a definition that is all docstring
+            record = self.citer.best_line(f"{question} {cited.raw_text}", sources,
+                                          lambda seg, a, b: seg.id in ids)
+        return (name, record) if record is not None else None
+
+
+def add_location(question: str, cited: CitedAnswer, sources: list[Source],
+                 citer: Citer | None = None, choose: Choose | None = None) -> str:
+    """`Locator(...).add` for callers without a locator of their own."""
+    return Locator(citer or Citer(), choose).add(question, cited, sources)

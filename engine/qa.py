@@ -24,7 +24,7 @@ from storage import segments as segment_store
 from .answer_events import AnswerResult, Done, Event, Stage, Token, source_usage
 from .cite import CitedAnswer, Citer, CiteConfig
 from .followup import leans_on_history, search_query
-from .locate import add_location
+from .locate import PLACE_PROMPT, Locator
 from .prompts import (SPARSE_SYSTEM_PROMPT, QuestionError, answer_messages, clean_question,
                       question_alone)
 from .search import HybridSearcher
@@ -283,7 +283,8 @@ class Answerer:
         attention = self.attention_by_label(selection)
         cited: CitedAnswer = self.citer.cite(raw, selection.sources, attention, question)
         if self.config.name_code_places:
-            place = add_location(question, cited, selection.sources)
+            locator = Locator(self.citer, self.place_chooser(messages, raw))
+            place = locator.add(question, cited, selection.sources)
             if place:
                 yield Token(place)
         if not selection.sources and selection.dropped:
@@ -307,6 +308,19 @@ class Answerer:
             for usage in result.sources:
                 usage.attention = round(attention.get(usage.label, 0.0), 4)
         return result
+
+    def place_chooser(self, messages: list[dict], answer: str):
+        """How the model picks the place its answer is about (locate.py):
+        each name scored as the next words of its answer. None where the
+        backend cannot score (the sparse engine reads no numbered chat)."""
+        if self.reads_documents or not hasattr(self.backend, "option_logprobs"):
+            return None
+
+        def choose(options: list[str]) -> list[float] | None:
+            with self._lock:
+                return self.backend.option_logprobs(messages, answer.rstrip() + PLACE_PROMPT,
+                                                    options)
+        return choose
 
     def kv_report(self) -> dict | None:
         report = getattr(self.backend, "last_report", None) if self.reads_documents else None

@@ -202,3 +202,35 @@ def test_gpu_on_a_cpu_only_build_says_so(tiny_path, tmp_path, monkeypatch):
     monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: False)
     with pytest.raises(UnsupportedModelError, match="no GPU support"):
         load_backend(tiny_path, tmp_path, config=BackendConfig(device="gpu"))
+
+
+@pytest.mark.slow
+def test_options_are_scored_as_the_continuation_of_the_reply(tiny):
+    """One batch per option gives what reading it token by token gives, and
+    the cache is left as the next answer expects (locate.py's model pick)."""
+    import numpy as np
+
+    chat = [{"role": "system", "content": "The function `parse_header` reads the first row."},
+            {"role": "user", "content": "Which function reads the first row?"}]
+    reply = "It is done in `"
+    options = ["parse_header`", "write_rows`", "x"]
+    scores = tiny.option_logprobs(chat, reply, options)
+    assert len(scores) == 3 and all(s < 0 for s in scores)
+    assert scores[0] > scores[1]        # the name the chat states
+
+    llm = tiny._model()
+    prefix = tiny.chat_tokens(chat) + llm.tokenize(reply.encode(), add_bos=False, special=False)
+    vocab = llm.n_vocab()
+    for option, score in zip(options, scores):
+        llm.reset()
+        llm.eval(prefix)
+        total = 0.0
+        for token in llm.tokenize(option.encode(), add_bos=False, special=False):
+            row = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,)).astype(float)
+            total += row[token] - (row.max() + np.log(np.exp(row - row.max()).sum()))
+            llm.eval([token])
+        assert score == pytest.approx(total, abs=0.05)
+    # an answer after the scoring is the answer a fresh model gives
+    after = "".join(tiny.stream(chat, max_tokens=12))
+    llm.reset()
+    assert "".join(tiny.stream(chat, max_tokens=12)) == after

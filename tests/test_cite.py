@@ -105,6 +105,9 @@ def test_model_decline_cites_nothing():
     "The provided text does not mention a licence [1].",
     "There is no information about Anderson-Darling tests.",
     "Sorry. I don't know.",
+    "The sources provided do not say which licence applies.",
+    "This is not given in the documents [2].",
+    "I do not have enough detail to answer that.",
 ])
 def test_model_declines_are_recognised(answer):
     assert looks_declined(answer)
@@ -116,6 +119,9 @@ def test_model_declines_are_recognised(answer):
     "the DictWriter will raise a ValueError.",
     "The decoder does not contain a recursion limit check.",
     "It returns None when the name is not given.",
+    # dev-26: "document" is the JSON document, not the sources
+    "The decoder rejects it because it expects a complete JSON document, and the input "
+    "string does not contain enough characters to complete the document.",
 ])
 def test_negations_about_the_subject_are_not_declines(answer):
     assert not looks_declined(answer)

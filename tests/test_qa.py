@@ -260,3 +260,65 @@ def test_the_question_is_stored_first_and_closed_when_the_answer_fails(library):
             break
     turns = conversations.get_turns(db, conv.id)
     assert [t.status for t in turns] == ["error", "stopped"]
+
+
+def test_documentation_lines_are_told_from_code():
+    from engine.locate import documentation_lines
+
+    text = ('def f(x):\n    """Says what f does.\n\n    More words.\n    """\n'
+            '    # a comment\n    return x + 1  # trailing\n')
+    assert documentation_lines(text) == {1, 2, 3, 4, 5}
+
+
+class Picks:
+    """A stand-in for the model's pick: scores favour one name; records calls."""
+
+    def __init__(self, favourite: str):
+        self.favourite, self.asked = favourite, []
+
+    def __call__(self, options):
+        self.asked.append(options)
+        return [0.0 if o == f"{self.favourite}`" else -5.0 for o in options]
+
+
+def test_a_documented_place_is_left_to_the_models_pick(library):
+    """A where-answer cited on a docstring: the model picks among the
+    functions shown, and the place is cited on that function's code lines."""
+    from engine.locate import Locator
+
+    db, _ = library
+    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
+    question = "Where is the water lost to evaporation or spilled over the dam computed?"
+    _, selection = qa.retrieve(question, search_query_for(question, []), None)
+    answer = "Water spills over the dam once the reservoir is full."
+    cited = qa.citer.cite(answer, selection.sources, question=question)
+    assert not cited.declined and cited.citations[0].line_start == 12   # the docstring
+    for favourite in ("Reservoir.overflow_volume", "evaporation_loss"):
+        picks = Picks(favourite)
+        fresh = qa.citer.cite(answer, selection.sources, question=question)
+        added = Locator(qa.citer, picks).add(question, fresh, selection.sources)
+        assert added.startswith(f" In `{favourite}` ")
+        assert picks.asked and "Reservoir`" not in picks.asked[0]      # functions only
+        place = fresh.citations[-1]
+        assert place.sentence == len(fresh.sentences) - 1
+        lines = CODE.splitlines()[place.line_start - 1:place.line_end]
+        assert lines and not all('"""' in line for line in lines)      # code, not docs only
+        first = 11 if favourite != "evaporation_loss" else 16     # the definition's lines
+        assert first <= place.line_start <= place.line_end <= first + 2
+    # without a model to ask, the cited definition is named as before
+    assert Locator(qa.citer).add(question, cited, selection.sources).startswith(
+        " In `Reservoir.overflow_volume` ")
+
+
+def test_a_place_cited_on_code_is_not_asked_again(library):
+    from engine.locate import Locator
+
+    db, _ = library
+    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
+    question = "Where is the water that spills over the dam computed?"
+    _, selection = qa.retrieve(question, search_query_for(question, []), None)
+    cited = qa.citer.cite("The spill is max(0.0, inflow - self.capacity) once it is full.",
+                          selection.sources, question=question)
+    picks = Picks("evaporation_loss")
+    added = Locator(qa.citer, picks).add(question, cited, selection.sources)
+    assert added.startswith(" In `Reservoir.overflow_volume` ") and picks.asked == []

@@ -121,6 +121,13 @@ class Backend(ABC):
         """Whether `stream` uses the `contrast` chat (context-aware decoding)."""
         return False
 
+    def option_logprobs(self, messages: Sequence[ChatMessage], reply: str,
+                        options: Sequence[str]) -> list[float] | None:
+        """Log-probability of each option as the continuation of `reply` (the
+        assistant's turn so far) to the chat: the model choosing among named
+        things without writing free text. None: this backend cannot score."""
+        return None
+
     @abstractmethod
     def stop(self) -> None:
         """Ask a running `stream` (in another thread) to finish soon."""

@@ -318,6 +318,51 @@ class LlamaCppBackend(Backend):
             with_sources = logits()
             without = self._alone.advance(token) if without is not None else None
 
+    def option_logprobs(self, messages: Sequence[ChatMessage], reply: str,
+                        options: Sequence[str]) -> list[float] | None:
+        """The chat and `reply` are read once (mostly from the cache the
+        answer left); each option is then one batch of a few tokens whose
+        per-position logits give its summed log-probability."""
+        if not options:
+            return []
+        llm = self._model()
+        prefix = self.chat_tokens(messages) + llm.tokenize(
+            reply.encode("utf-8"), add_bos=False, special=False)
+        encoded = [llm.tokenize(o.encode("utf-8"), add_bos=False, special=False) or [0]
+                   for o in options]
+        if len(prefix) + max(len(t) for t in encoded) > self.n_ctx:
+            return None
+        vocab = llm.n_vocab()
+
+        def log_softmax(row) -> np.ndarray:
+            x = np.ctypeslib.as_array(row, shape=(vocab,)).astype(np.float64)
+            top = x.max()
+            return x - (top + np.log(np.exp(x - top).sum()))
+
+        with self._lock:
+            try:
+                self._prefill(prefix, lambda: False)
+                n = llm.n_tokens
+                first = log_softmax(llm._ctx.get_logits())
+                scores = []
+                batch = llm._batch
+                for tokens in encoded:
+                    # Private API, as in `_prefill`: forget the previous option.
+                    llm._ctx.kv_cache_seq_rm(-1, n, -1)
+                    total = float(first[tokens[0]])
+                    if len(tokens) > 1:
+                        batch.set_batch(batch=tokens[:-1], n_past=n, logits_all=True)
+                        llm._ctx.decode(batch)
+                        total += sum(float(log_softmax(llm._ctx.get_logits_ith(i))[t])
+                                     for i, t in enumerate(tokens[1:]))
+                    scores.append(total)
+                llm._ctx.kv_cache_seq_rm(-1, n, -1)
+                llm.n_tokens = n
+            except RuntimeError as exc:
+                llm.reset()
+                raise ModelError(f"the model failed while scoring options: {exc}") from None
+        return scores
+
     def _prefill(self, tokens: list[int], stopped) -> int:
         """Evaluate the prompt in `n_batch` chunks, checking for a stop between
         chunks, and reuse the KV cache of the longest prefix shared with the
