@@ -32,6 +32,7 @@ from storage.records import CitationRecord
 
 from .cite import CitedAnswer, Citer, SentenceSupport
 from .select.base import Source
+from .select.code import base_name
 from .select.prune_code import CODE_KINDS
 
 # "Where does ...", "In which function ...", "Which part of difflib ...",
@@ -40,7 +41,6 @@ _ASKS_WHERE = re.compile(
     r"^\W*(?:where\b|(?:in\s+)?(?:which|what)\s+(?:part|function|method|class|module|"
     r"file|code|routine)s?\b)", re.I)
 _ASKS_CLASS = re.compile(r"\bclass(?:es)?\b", re.I)
-_PART = re.compile(r"\s+\(part \d+/\d+\)$")
 _COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*)")
 _TRIPLE = re.compile(r'"""|\'\'\'')
 
@@ -58,7 +58,7 @@ def asks_where(question: str) -> bool:
 def definition_name(segment: SegmentRecord) -> str:
     """The definition a code segment belongs to: a long function is stored
     in parts ("Sniffer._guess_delimiter (part 1/2)"), but it is one place."""
-    return _PART.sub("", segment.name or "")
+    return base_name(segment.name)
 
 
 def documentation_lines(text: str) -> set[int]:

@@ -135,8 +135,9 @@ def test_where_question_about_code_ends_with_the_cited_definition(library):
 
 
 def test_a_place_is_named_once(library):
-    """An answer that already names the cited definition gets nothing more."""
-    from engine.locate import add_location
+    """An answer that already names the cited definition gets nothing more;
+    a place cited on code is not put to the model (locate.py)."""
+    from engine.locate import Locator, add_location
 
     db, _ = library
     qa = answerer(db, ExtractiveBackend(), context_tokens=400)
@@ -145,8 +146,10 @@ def test_a_place_is_named_once(library):
     cited = qa.citer.cite("The spill is max(0.0, inflow - self.capacity) once it is full.",
                           selection.sources, question=question)
     assert not cited.declined
-    added = add_location(question, cited, selection.sources)
+    picks = Picks("evaporation_loss")
+    added = add_location(question, cited, selection.sources, qa.citer, picks)
     assert added.startswith(" In `Reservoir.overflow_volume`") and cited.text.endswith(added)
+    assert picks.asked == []
     before = (cited.text, len(cited.sentences), len(cited.citations))
     assert add_location(question, cited, selection.sources) == ""
     assert (cited.text, len(cited.sentences), len(cited.citations)) == before
@@ -309,16 +312,3 @@ def test_a_documented_place_is_left_to_the_models_pick(library):
     assert Locator(qa.citer).add(question, cited, selection.sources).startswith(
         " In `Reservoir.overflow_volume` ")
 
-
-def test_a_place_cited_on_code_is_not_asked_again(library):
-    from engine.locate import Locator
-
-    db, _ = library
-    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
-    question = "Where is the water that spills over the dam computed?"
-    _, selection = qa.retrieve(question, search_query_for(question, []), None)
-    cited = qa.citer.cite("The spill is max(0.0, inflow - self.capacity) once it is full.",
-                          selection.sources, question=question)
-    picks = Picks("evaporation_loss")
-    added = Locator(qa.citer, picks).add(question, cited, selection.sources)
-    assert added.startswith(" In `Reservoir.overflow_volume` ") and picks.asked == []
