@@ -304,6 +304,55 @@ def test_a_callee_ranked_lower_comes_up_to_its_caller(tmp_path):
     assert helper.id not in [seg.id for source in before.sources for seg in source.segments]
 
 
+
+PARSER = '''"""Command-line parsing."""
+import os
+import sys
+
+
+class Parser:
+    """Turns command lines into objects.
+
+    Keyword Arguments:
+        - prog -- The name of the program (default: os.path.basename(sys.argv[0]))
+        - usage -- A usage message (default: generated from the arguments)
+    """
+
+    def __init__(self, prog=None, usage=None, add_help=True):
+''' + "".join(f"        self.option_{i} = {i}  # registry slot {i}\n" for i in range(30)) + '''
+        # default setting for prog
+        if prog is None:
+            prog = os.path.basename(sys.argv[0])
+        self.prog = prog
+''' + "".join(f"        self.table_{i} = []  # lookup table {i}\n" for i in range(30)) + '''
+    def parse(self, args):
+        return args
+'''
+
+
+def test_a_class_found_by_its_docstring_brings_the_constructor_lines_it_documents(tmp_path):
+    """The docstring's words for the thing asked ("prog", "basename") find
+    the constructor lines that do it, where the question's words do not."""
+    segments = code_segments(tmp_path, PARSER, name="parser.py")
+    by_name = {s.name: s for s in segments}
+    cls, init = by_name["Parser"], by_name["Parser.__init__"]
+    question = "Where does the parser decide which program name to show when none is given?"
+    ctx = context(question, segments=segments)
+    filler = seg("Unrelated prose about command lines and shells. " * 12)
+    out = CodeExpand(imports=False)([cand(cls, 0.9), cand(filler, 0.5), cand(init, 0.1)], ctx)
+    assert [(c.segment, c.role) for c in out] == [
+        (cls, "hit"), (init, "constructor"), (filler, "hit"), (init, "hit")]
+    kept = out[1].kept_text
+    assert "prog = os.path.basename(sys.argv[0])" in kept and "def __init__" in kept
+    assert "table_29" not in kept and "option_0 " not in kept
+    assert count_tokens(kept) <= CodeExpand().constructor_tokens and out[1].parent == cls.id
+    assert [c.role for c in CodeExpand(imports=False, constructor_tokens=0)(
+        [cand(cls)], ctx)] == ["hit"]
+    # a method hit brings no constructor
+    assert "constructor" not in [c.role for c in CodeExpand()([cand(by_name["Parser.parse"])],
+                                                              ctx)]
+
+
 # -- NeighbourExpand --------------------------------------------------------------
 
 def test_a_segment_cut_mid_sentence_brings_its_continuation():

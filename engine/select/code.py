@@ -3,8 +3,12 @@ names come from; its class signature and the module's imports do, for a
 few lines each. Nor does it say what the small helpers it calls do, when
 the answer lies in one of them (`ratio()` returns `_calculate_ratio(...)`,
 whose two lines say what an empty pair gives): the short functions of the
-same file that the kept lines call come along too. Functions stay whole
-units (sentence pruning skips code)."""
+same file that the kept lines call come along too. And a class found by
+its docstring brings the lines of its constructor that bear on the
+question: a class docstring documents what construction does ("prog --
+The name of the program (default: sys.argv[0])"), its `__init__` does it
+(dev-21: `if prog is None: prog = _os.path.basename(_sys.argv[0])`).
+Functions stay whole units (sentence pruning skips code)."""
 from __future__ import annotations
 
 import re
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 from storage import SegmentRecord
 
 from .base import Candidate, SelectionContext
-from ..text import join_sentences
+from .prune_code import relevant_ranges
+from ..text import LexicalScorer, join_sentences
 
 # The names ingest.code.units gives (kept here: importing ingest.code loads parsers).
 MODULE_HEADER = "<module>"     # the first top-level window: docstring, imports
@@ -116,6 +121,7 @@ class CodeExpand:
     imports: bool = True            # any code hit brings its module's imports
     callee_tokens: int = 60         # a called function of the same file up to this size comes along
     max_callees: int = 2            # per hit, in the order the calls appear
+    constructor_tokens: int = 120   # a class hit's __init__ lines for the question, at most
 
     def __call__(self, candidates: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
         if ctx.fetch_document_segments is None:
@@ -138,11 +144,12 @@ class CodeExpand:
                 sid = extra.segment.id
                 if sid in added:
                     continue
-                # A callee that search ranked lower as a hit of its own comes
-                # up to its caller (its own, later entry stays: Pack takes
-                # each segment once, so it still counts if the caller
-                # does not fit).
-                if sid not in present or (extra.role == "callee" and sid not in done):
+                # A callee (or a constructor) that search ranked lower as a
+                # hit of its own comes up to its caller (its own, later
+                # entry stays: Pack takes each segment once, so it still
+                # counts if the caller does not fit).
+                if sid not in present or (extra.role in ("callee", "constructor")
+                                          and sid not in done):
                     present.add(sid)
                     added.add(sid)
                     out.append(extra)
@@ -165,6 +172,9 @@ class CodeExpand:
                 ranges = import_ranges(module.text)
                 if ranges:
                     extras.append(self._added(module, cand, "imports", ranges))
+        constructor = self.constructor(cand, doc, ctx)
+        if constructor is not None:
+            extras.append(constructor)
         for callee in self.callees(cand, doc, ctx):
             extras.append(Candidate(callee, score=cand.score, role="callee", parent=seg.id))
         return extras
@@ -200,6 +210,34 @@ class CodeExpand:
             if len(found) >= self.max_callees:
                 break
         return found
+
+    def constructor(self, cand: Candidate, doc: list[SegmentRecord],
+                    ctx: SelectionContext) -> Candidate | None:
+        """A class hit's `__init__`: its first line and its lines that share
+        the most with the question and with the class's lines that match it
+        best (the docstring's words for the thing asked, "prog", "basename",
+        are the names the code uses), within `constructor_tokens`; None
+        when no line after the first shares a term, or none fits."""
+        seg = cand.segment
+        if self.constructor_tokens <= 0 or seg.kind != "code-class":
+            return None
+        wanted = f"{base_name(seg.name)}.__init__"
+        init = next((s for s in doc if s.kind == "code-function"
+                     and base_name(s.name) == wanted), None)
+        if init is None:
+            return None
+        documented = relevant_ranges(seg.text, LexicalScorer.fit(ctx.question, [seg.text]), 0,
+                                     ratio=1.0, context=0)
+        query = " ".join([ctx.question] + [seg.text[a:b] for a, b in documented])
+        scorer = LexicalScorer.fit(query, [init.text])
+        for ratio, context in ((0.6, 1), (1.0, 1), (1.0, 0)):
+            ranges = relevant_ranges(init.text, scorer, 1, ratio=ratio, context=context)
+            if not ranges:
+                return None
+            if ctx.count_tokens("".join(init.text[a:b] for a, b in ranges)) \
+                    <= self.constructor_tokens:
+                return self._added(init, cand, "constructor", ranges)
+        return None
 
     @staticmethod
     def _added(segment: SegmentRecord, parent: Candidate, role: str,
