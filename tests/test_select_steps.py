@@ -319,7 +319,7 @@ class Parser:
     """
 
     def __init__(self, prog=None, usage=None, add_help=True):
-''' + "".join(f"        self.option_{i} = {i}  # registry slot {i}\n" for i in range(30)) + '''
+''' + "".join(f"        self.option_{i} = None  # the name shown for option {i}\n" for i in range(30)) + '''
         # default setting for prog
         if prog is None:
             prog = os.path.basename(sys.argv[0])
