@@ -12,6 +12,9 @@ stored scores. So a change to citing is measured on the same answers, not
 on new ones the model happens to phrase differently. Runs before the
 `raw_answer`/`budget` fields existed fall back to the shown answer and the
 context size used (a declined answer cannot be re-cited: its text is gone).
+A where-answer about code may end with the place the model picks
+(engine/locate.py), so the model's weights are loaded too (seconds), and the
+pick scores the stored answer as `ask` does.
 The run's other modes (baseline, sparse) are not cited again, only their
 answers scored again with `qa_scoring.answer_found` as it is now.
 """
@@ -23,13 +26,14 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from qa_eval import (SHARED, answer_found, build, ingest_all, load_items, load_token_counter,
-                     score_item, summarize)
+from qa_eval import SHARED, answer_found, build, ingest_all, load_items, score_item, summarize
 
 
 def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
     from engine.cite import DECLINE_TEXT
-    from engine.locate import add_location
+    from engine.locate import Locator
+    from engine.prompts import answer_messages
+    from engine.select import render_sources
     from engine.answer_events import source_usage
     from engine.prompts import clean_question
 
@@ -40,7 +44,9 @@ def recite_row(answerer, item: dict, stored: dict, doc_id: int) -> dict:
     cited = answerer.citer.cite(raw if raw != DECLINE_TEXT else "", selection.sources,
                                 question=question)
     if answerer.config.name_code_places:
-        add_location(question, cited, selection.sources)
+        messages = answer_messages(render_sources(selection), question)
+        Locator(answerer.citer, answerer.place_chooser(messages, raw)).add(
+            question, cited, selection.sources)
     result = SimpleNamespace(
         declined=cited.declined, text=cited.text, raw_text=raw, budget=budget,
         ttft_s=stored["ttft_s"], total_s=stored["total_s"],
@@ -67,10 +73,11 @@ def main() -> None:
     parser.add_argument("--set", type=Path, default=SHARED / "eval" / "dev.jsonl")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--home", type=Path, help="Data dir to reuse (default: a temp dir).")
-    parser.add_argument("--model", type=Path, help="GGUF whose tokenizer counts the budget.")
+    parser.add_argument("--model", type=Path, help="GGUF that answered (default: bundled).")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "qa_recite.json")
     args = parser.parse_args()
 
+    from app.assistant import load_answer_backend
     from app.settings import Settings
     from storage import open_db
 
@@ -82,7 +89,7 @@ def main() -> None:
     settings = Settings.load(home)
     db = open_db(settings.db_path)
     doc_ids = ingest_all(settings, db, args.shared, sorted({i["doc"] for i in items}))
-    answerer = build(settings, db, load_token_counter(settings, args.model), "folio", None)
+    answerer = build(settings, db, load_answer_backend(settings, args.model), "folio", None)
     rows = []
     for item in items:
         old = stored[item["id"]]

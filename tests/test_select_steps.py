@@ -324,6 +324,7 @@ class Parser:
         if prog is None:
             prog = os.path.basename(sys.argv[0])
         self.prog = prog
+        self.objects = []  # command lines turned into objects
 ''' + "".join(f"        self.table_{i} = []  # lookup table {i}\n" for i in range(30)) + '''
     def parse(self, args):
         return args
@@ -348,6 +349,9 @@ def test_a_class_found_by_its_docstring_brings_the_constructor_lines_it_document
     assert count_tokens(kept) <= CodeExpand().constructor_tokens and out[1].parent == cls.id
     assert [c.role for c in CodeExpand(imports=False, constructor_tokens=0)(
         [cand(cls)], ctx)] == ["hit"]
+    # the class lines a question matches best name no argument: no constructor
+    other = context("What does the parser turn command lines into?", segments=segments)
+    assert [c.role for c in CodeExpand(imports=False)([cand(cls)], other)] == ["hit"]
     # a method hit brings no constructor
     assert "constructor" not in [c.role for c in CodeExpand()([cand(by_name["Parser.parse"])],
                                                               ctx)]

@@ -47,6 +47,16 @@ def class_of(segment: SegmentRecord) -> str | None:
     return None if owner.endswith(LOCALS) else owner
 
 
+def parameters(text: str) -> set[str]:
+    """The argument names of the definition `text` starts with."""
+    end = re.search(r"\)\s*(?:->[^:]*)?:", text)
+    opened = text.find("(")
+    if end is None or opened < 0 or opened > end.start():
+        return set()
+    names = re.findall(r"(?:^|[(,])\s*\**(\w+)", text[opened:end.start()])
+    return set(names) - _RECEIVERS
+
+
 def _lines(text: str) -> list[tuple[int, int]]:
     """(start, end) of every line, newline excluded."""
     out, pos = [], 0
@@ -213,11 +223,12 @@ class CodeExpand:
 
     def constructor(self, cand: Candidate, doc: list[SegmentRecord],
                     ctx: SelectionContext) -> Candidate | None:
-        """A class hit's `__init__`: its first line and its lines that share
-        the most with the question and with the class's lines that match it
-        best (the docstring's words for the thing asked, "prog", "basename",
-        are the names the code uses), within `constructor_tokens`; None
-        when no line after the first shares a term, or none fits."""
+        """A class hit's `__init__`, when the class lines the question
+        matches best name one of its arguments ("- prog -- The name of the
+        program"): its first line and its lines that share the most with the
+        question and those class lines (the docstring's words for the thing
+        asked, "prog", "basename", are the names the code uses), within
+        `constructor_tokens`; None otherwise, or when none fits."""
         seg = cand.segment
         if self.constructor_tokens <= 0 or seg.kind != "code-class":
             return None
@@ -226,9 +237,11 @@ class CodeExpand:
                      and base_name(s.name) == wanted), None)
         if init is None:
             return None
-        documented = relevant_ranges(seg.text, LexicalScorer.fit(ctx.question, [seg.text]), 0,
-                                     ratio=1.0, context=0)
-        query = " ".join([ctx.question] + [seg.text[a:b] for a, b in documented])
+        documented = " ".join(seg.text[a:b] for a, b in relevant_ranges(
+            seg.text, LexicalScorer.fit(ctx.question, [seg.text]), 0, ratio=1.0, context=0))
+        if not parameters(init.text) & set(re.findall(r"\w+", documented)):
+            return None     # what the question matched is not a constructor argument
+        query = f"{ctx.question} {documented}"
         scorer = LexicalScorer.fit(query, [init.text])
         for ratio, context in ((0.6, 1), (1.0, 1), (1.0, 0)):
             ranges = relevant_ranges(init.text, scorer, 1, ratio=ratio, context=context)
