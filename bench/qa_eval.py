@@ -296,6 +296,9 @@ def main() -> None:
     parser.add_argument("--contrast-alpha", type=float,
                         help="Context-aware decoding weight for the llama.cpp answers (default: "
                              "the backend's); mode -contrast is the same run without it.")
+    parser.add_argument("--target-ttft", type=lambda v: [float(x) for x in v.split(",")],
+                        help="Time-to-first-token targets of the adaptive budget, side by side "
+                             "(e.g. 8,9.5; default: QAConfig's).")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--ids", help="Comma-separated item ids.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_eval.json")
@@ -333,9 +336,13 @@ def main() -> None:
             answerers[mode] = build(settings, db, backend, mode, args.context)
             continue
         for order in orders:
-            name = f"{mode}-{order}" if len(orders) > 1 else mode
-            answerers[name] = build(settings, db, backend, mode, args.context)
-            answerers[name].pipeline.pack.order = order
+            for target in args.target_ttft or [None]:
+                name = mode + (f"-{order}" if len(orders) > 1 else "") + \
+                    (f"-{target:g}s" if args.target_ttft and len(args.target_ttft) > 1 else "")
+                answerers[name] = build(settings, db, backend, mode, args.context)
+                answerers[name].pipeline.pack.order = order
+                if target is not None:
+                    answerers[name].config.target_ttft_s = target
     modes = list(answerers)
     if args.sparse_model:
         from engine.backends import BackendConfig, load_backend
