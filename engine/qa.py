@@ -44,7 +44,7 @@ class QAConfig:
     rewrite_follow_ups: bool = True  # the model rewrites a follow-up into a standalone query
     rewrite_tokens: int = 48         # the longest rewrite
     max_question_chars: int = 4_000  # a question, not a pasted document
-    name_code_places: bool = True    # a where-question ends with the cited definition (locate.py)
+    name_code_places: bool = True    # a where-question about code ends with its place (locate.py)
     contrast: bool = True            # decode against the question alone, where the backend
                                      # can (context-aware decoding, backends/contrast.py)
 
