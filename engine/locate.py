@@ -33,7 +33,7 @@ from storage.records import CitationRecord
 from .cite import CitedAnswer, Citer, SentenceSupport
 from .select.base import Source
 from .select.code import base_name
-from .select.prune_code import CODE_KINDS
+from .select.prune_code import CODE_KINDS, documentation_lines
 
 # "Where does ...", "In which function ...", "Which part of difflib ...",
 # "What function handles ..."
@@ -41,8 +41,6 @@ _ASKS_WHERE = re.compile(
     r"^\W*(?:where\b|(?:in\s+)?(?:which|what)\s+(?:part|function|method|class|module|"
     r"file|code|routine)s?\b)", re.I)
 _ASKS_CLASS = re.compile(r"\bclass(?:es)?\b", re.I)
-_COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*)")
-_TRIPLE = re.compile(r'"""|\'\'\'')
 
 # The answer goes on with this, and the model's choice of name follows it.
 PLACE_PROMPT = " This is done in `"
@@ -53,25 +51,6 @@ Choose = Callable[[list[str]], "list[float] | None"]
 def asks_where(question: str) -> bool:
     """The question asks for a place, not an explanation."""
     return bool(_ASKS_WHERE.search(question))
-
-
-def definition_name(segment: SegmentRecord) -> str:
-    """The definition a code segment belongs to: a long function is stored
-    in parts ("Sniffer._guess_delimiter (part 1/2)"), but it is one place."""
-    return base_name(segment.name)
-
-
-def documentation_lines(text: str) -> set[int]:
-    """0-based lines of `text` that are docstring or comment, not code."""
-    lines: set[int] = set()
-    inside = False
-    for i, line in enumerate(text.splitlines()):
-        quotes = len(_TRIPLE.findall(line))
-        if inside or quotes or _COMMENT.match(line):
-            lines.add(i)
-        if quotes % 2:
-            inside = not inside
-    return lines
 
 
 def is_documentation(segment: SegmentRecord, start: int, end: int) -> bool:
@@ -92,7 +71,7 @@ def candidate_places(question: str, sources: list[Source]) -> dict[str, list[Seg
     found: dict[str, list[SegmentRecord]] = {}
     for source in sources:
         for seg in source.segments:
-            name = definition_name(seg)
+            name = base_name(seg.name)  # a function stored in parts is one place
             if seg.kind in CODE_KINDS and name and name != "<module>":
                 found.setdefault(name, []).append(seg)
     functions = {n: s for n, s in found.items() if s[0].kind == "code-function"}
@@ -141,13 +120,13 @@ class Locator:
         code = [(c, segments[c.segment_id]) for c in cited.citations
                 if c.line_start is not None and c.segment_id in segments
                 and segments[c.segment_id].kind in CODE_KINDS
-                and definition_name(segments[c.segment_id])]
+                and base_name(segments[c.segment_id].name)]
         if not code:
             return None
         best, segment = max(code, key=lambda pair: pair[0].score)
         documentation = is_documentation(segment, best.char_start - segment.char_start,
                                          best.char_end - segment.char_start)
-        return definition_name(segment), best, documentation
+        return base_name(segment.name), best, documentation
 
     def _from_model(self, question: str, cited: CitedAnswer,
                     sources: list[Source]) -> tuple[str, CitationRecord] | None:
@@ -170,8 +149,3 @@ class Locator:
                                           lambda seg, a, b: seg.id in ids)
         return (name, record) if record is not None else None
 
-
-def add_location(question: str, cited: CitedAnswer, sources: list[Source],
-                 citer: Citer | None = None, choose: Choose | None = None) -> str:
-    """`Locator(...).add` for callers without a locator of their own."""
-    return Locator(citer or Citer(), choose).add(question, cited, sources)

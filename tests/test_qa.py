@@ -137,7 +137,7 @@ def test_where_question_about_code_ends_with_the_cited_definition(library):
 def test_a_place_is_named_once(library):
     """An answer that already names the cited definition gets nothing more;
     a place cited on code is not put to the model (locate.py)."""
-    from engine.locate import Locator, add_location
+    from engine.locate import Locator
 
     db, _ = library
     qa = answerer(db, ExtractiveBackend(), context_tokens=400)
@@ -147,11 +147,11 @@ def test_a_place_is_named_once(library):
                           selection.sources, question=question)
     assert not cited.declined
     picks = Picks("evaporation_loss")
-    added = add_location(question, cited, selection.sources, qa.citer, picks)
+    added = Locator(qa.citer, picks).add(question, cited, selection.sources)
     assert added.startswith(" In `Reservoir.overflow_volume`") and cited.text.endswith(added)
     assert picks.asked == []
     before = (cited.text, len(cited.sentences), len(cited.citations))
-    assert add_location(question, cited, selection.sources) == ""
+    assert Locator(qa.citer).add(question, cited, selection.sources) == ""
     assert (cited.text, len(cited.sentences), len(cited.citations)) == before
 
 
@@ -266,7 +266,7 @@ def test_the_question_is_stored_first_and_closed_when_the_answer_fails(library):
 
 
 def test_documentation_lines_are_told_from_code():
-    from engine.locate import documentation_lines
+    from engine.select.prune_code import documentation_lines
 
     text = ('def f(x):\n    """Says what f does.\n\n    More words.\n    """\n'
             '    # a comment\n    return x + 1  # trailing\n')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .base import Candidate, SelectionContext
 from ..text import LexicalScorer
@@ -57,6 +58,21 @@ def header_lines(text: str, lines: list[tuple[int, int]], cap: int) -> int:
 
 _COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*|--)")
 _OPENS_BLOCK = re.compile(r"[:{]\s*(?:(?:#|//).*)?$")
+
+
+@lru_cache(maxsize=64)
+def documentation_lines(text: str) -> frozenset[int]:
+    """0-based lines of `text` that are docstring or comment, not code
+    (cached: a citation checks many spans of the same segment)."""
+    lines: set[int] = set()
+    inside = False
+    for i, line in enumerate(text.splitlines()):
+        quotes = len(_DOCSTRING_END.findall(line))
+        if inside or quotes or _COMMENT.match(line):
+            lines.add(i)
+        if quotes % 2:
+            inside = not inside
+    return frozenset(lines)
 
 
 def _indent(line: str) -> int:
