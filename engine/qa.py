@@ -108,13 +108,17 @@ class Answerer:
             # Documents are read from cached KV: time to first token no
             # longer grows with the sources, only the selector's reach does.
             return self.config.context_tokens or self.backend.options.candidate_tokens
-        overhead = self.backend.prompt_tokens(self.messages("", question))
+        bare = self.messages("", question)
+        overhead = self.backend.prompt_tokens(bare)
         window = max(0, self.backend.n_ctx - overhead - self.config.answer_tokens)
         if self.config.context_tokens is not None:
             return min(window, self.config.context_tokens)
         rate = self.prefill_rate()
         if not rate:
             return window
+        # The system prompt left in the cache by the previous answer is not
+        # read again: only what follows it costs time.
+        overhead -= self.backend.cached_tokens(bare)
         if self.contrastive:      # the question alone is read before the first token too
             overhead += self.backend.prompt_tokens(question_alone(question))
         affordable = int(rate * self.config.target_ttft_s) - overhead

@@ -55,6 +55,19 @@ def test_same_chat_again_reuses_the_prompt_cache_and_is_deterministic(tiny):
 
 
 @pytest.mark.slow
+def test_cached_tokens_tell_the_budget_what_the_next_chat_reads_free(tiny):
+    list(tiny.stream(CHAT, max_tokens=4))
+    other = [CHAT[0], {"role": "user", "content": "Name three rivers in France."}]
+    shared = tiny.cached_tokens(other)
+    tokens, held = tiny.chat_tokens(other), tiny.chat_tokens(CHAT)
+    # exactly the system turn and whatever else the two chats share
+    assert 0 < shared < len(tokens)
+    assert tokens[:shared] == held[:shared] and tokens[shared] != held[shared]
+    list(tiny.stream(other, max_tokens=4))
+    assert tiny.last_stats.cached_tokens == shared      # what the stream really reused
+
+
+@pytest.mark.slow
 def test_stop_event_ends_generation_early(tiny):
     stop = threading.Event()
     pieces = []

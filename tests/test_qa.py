@@ -196,6 +196,10 @@ def test_budget_follows_the_window_and_the_machine(library):
     overhead = backend.prompt_tokens(window_only.messages("", "q"))
     fast = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=150.0)
     assert fast.budget("q") == int(150.0 * 8.0) - overhead
+    # What the model still holds from its previous answer is not read again.
+    backend.cached_tokens = lambda messages: 30
+    assert fast.budget("q") == int(150.0 * 8.0) - overhead + 30
+    del backend.cached_tokens
     # A very slow machine still gets the minimum that can hold evidence.
     slow = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=10.0)
     assert slow.budget("q") == QAConfig().min_context_tokens

@@ -107,6 +107,12 @@ class Backend(ABC):
         """Tokens of the chat after the model's chat template, including the
         assistant-turn header the answer starts from."""
 
+    def cached_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """How many of the chat's first tokens the backend still holds from
+        its previous call, so reading them again costs nothing (the system
+        prompt, mostly): the budget spends that time on sources instead."""
+        return 0
+
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], max_tokens: int,
                temperature: float = 0.0,

@@ -205,6 +205,24 @@ class LlamaCppBackend(Backend):
     def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.chat_tokens(messages))
 
+    def cached_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        if not self._lock.acquire(blocking=False):
+            return 0            # a stream is rewriting the cache: assume nothing
+        try:
+            return self._shared_prefix(self._model(), self.chat_tokens(messages))
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _shared_prefix(llm, tokens: list[int]) -> int:
+        """Tokens at the start of `tokens` already in the KV cache; at least
+        one is always read again, so the logits are fresh."""
+        n = min(llm.n_tokens, len(tokens))
+        if n == 0:
+            return 0
+        differs = np.flatnonzero(llm.input_ids[:n] != np.asarray(tokens[:n], dtype=np.intc))
+        return min(int(differs[0]) if differs.size else n, len(tokens) - 1)
+
     # -- generation ------------------------------------------------------
 
     def stop(self) -> None:
@@ -369,16 +387,10 @@ class LlamaCppBackend(Backend):
         previous call (same system prompt and sources: only the new part is
         computed). Returns how many tokens were reused."""
         llm = self._model()
-        reuse = 0
-        if llm.n_tokens > 0:
-            n = min(llm.n_tokens, len(tokens))
-            differs = np.flatnonzero(llm.input_ids[:n] != np.asarray(tokens[:n], dtype=np.intc))
-            prefix = int(differs[0]) if differs.size else n
-            # Always evaluate at least one token, so the logits are fresh.
-            reuse = min(prefix, len(tokens) - 1)
-            # Private API, as in Llama.generate: drop the KV cells past the prefix.
-            if reuse > 0 and not llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
-                reuse = 0
+        reuse = self._shared_prefix(llm, tokens)
+        # Private API, as in Llama.generate: drop the KV cells past the prefix.
+        if reuse > 0 and not llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
+            reuse = 0
         if reuse:
             llm.n_tokens = reuse
         else:
