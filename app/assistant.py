@@ -16,13 +16,21 @@ from storage import embeddings
 from .settings import Settings
 
 
+def prefill_key(info) -> str:
+    """What a stored prefill speed belongs to: the model file, the number
+    of CPUs and the llama.cpp build."""
+    from engine.backends.llama_cpp import build_id
+
+    return f"{info.name}:{info.file_size}:{os.cpu_count()}:{build_id()}"
+
+
 def _cached_prefill_rate(settings: Settings, backend) -> float | None:
     """Prefill tokens/s of this model on this machine, measured once and
     kept in the data dir, so every `folio ask` need not time it again."""
     from engine.backends.llama_cpp import measure_prefill_rate
 
     path = settings.home / "machine.json"
-    key = f"{backend.info.name}:{backend.info.file_size}:{os.cpu_count()}"
+    key = prefill_key(backend.info)
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -154,9 +154,9 @@ def check_adaptive_budget(settings, backend) -> float:
     """The prefill speed the adaptive budget follows, as stored for this model
     on this machine; measuring it needs the weights, so without a stored
     value retrieval-only asks for a fixed --context."""
-    import os
+    from app.assistant import prefill_key
 
-    key = f"{backend.info.name}:{backend.info.file_size}:{os.cpu_count()}"
+    key = prefill_key(backend.info)
     try:
         rate = json.loads((settings.home / "machine.json").read_text()).get(key)
     except (OSError, ValueError):

@@ -404,6 +404,19 @@ class LlamaCppBackend(Backend):
         return reuse
 
 
+def build_id() -> str:
+    """Which llama.cpp build runs: the same version compiled for this CPU
+    (a source install) prefills about 1.5 times faster on an AVX-512
+    machine than the portable AVX2 wheel (bench/RESULTS.md), so a speed
+    measured with one is not the other's."""
+    import hashlib
+
+    import llama_cpp
+
+    features = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    return f"{llama_cpp.__version__}:{hashlib.sha1(features.encode()).hexdigest()[:8]}"
+
+
 def measure_prefill_rate(backend: LlamaCppBackend, n_tokens: int = 512,
                          refresh: bool = False) -> float:
     """Prompt-processing speed (tokens/s) of this model on this machine, from
