@@ -40,6 +40,11 @@ class QAConfig:
     target_ttft_s: float = 8.0      # the context budget follows the machine's prefill speed
     context_tokens: int | None = None   # fixed budget for sources; None = adapt
     min_context_tokens: int = 400   # below this an answer rarely has its evidence
+    max_context_tokens: int | None = 900  # the most a fast machine gets: more sources than
+                                    # the default 0.5B model reads well make its answers
+                                    # worse (dev set, answers/citations: 0.67/0.74 at 700
+                                    # tokens, 0.67/0.81 at 900, 0.63/0.74 at 1,100, 0.48/0.70
+                                    # at 1,330; bench/RESULTS.md); None: no cap (bigger models)
     history_turns: int = 2          # earlier turns used to complete a follow-up question
     rewrite_follow_ups: bool = True  # the model rewrites a follow-up into a standalone query
     rewrite_tokens: int = 48         # the longest rewrite
@@ -122,6 +127,8 @@ class Answerer:
         if self.contrastive:      # the question alone is read before the first token too
             overhead += self.backend.prompt_tokens(question_alone(question))
         affordable = int(rate * self.config.target_ttft_s) - overhead
+        if self.config.max_context_tokens is not None:
+            affordable = min(affordable, self.config.max_context_tokens)
         return min(window, max(self.config.min_context_tokens, affordable))
 
     @property

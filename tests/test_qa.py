@@ -194,12 +194,18 @@ def test_budget_follows_the_window_and_the_machine(library):
     assert window_only.budget("q") == 2048 - backend.prompt_tokens(
         window_only.messages("", "q")) - QAConfig().answer_tokens
     overhead = backend.prompt_tokens(window_only.messages("", "q"))
-    fast = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=150.0)
-    assert fast.budget("q") == int(150.0 * 8.0) - overhead
+    fast = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=100.0)
+    assert fast.budget("q") == int(100.0 * 8.0) - overhead
     # What the model still holds from its previous answer is not read again.
     backend.cached_tokens = lambda messages: 30
-    assert fast.budget("q") == int(150.0 * 8.0) - overhead + 30
+    assert fast.budget("q") == int(100.0 * 8.0) - overhead + 30
     del backend.cached_tokens
+    # A very fast machine gets no more than the model reads well.
+    quick = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=1000.0,
+                     config=QAConfig(max_context_tokens=700))
+    assert quick.budget("q") == 700
+    quick.config.max_context_tokens = None
+    assert quick.budget("q") == min(int(1000.0 * 8.0) - overhead, window_only.budget("q"))
     # A very slow machine still gets the minimum that can hold evidence.
     slow = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=10.0)
     assert slow.budget("q") == QAConfig().min_context_tokens
