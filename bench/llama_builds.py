@@ -44,7 +44,10 @@ def run_build(path: str, model: Path, sizes: list[int]) -> dict:
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (path, root) if p)
     done = subprocess.run([sys.executable, "-c", CHILD, str(model), ",".join(map(str, sizes))],
-                          env=env, capture_output=True, text=True, check=True)
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the build in {path or 'site-packages'} failed: {tail[0]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
