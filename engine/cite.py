@@ -71,6 +71,7 @@ class CiteConfig:
     max_per_sentence: int = 2
     min_terms: int = 2              # shorter sentences ("Yes.") need no support of their own
     attended: int = 2               # most-attended sources tried first for unmarked sentences
+    hint_margin: float = 0.1        # what a source the model cited (or attended to) adds
     novel_weight: float = 2.0       # a claim's terms the question lacks weigh this much more
     reference_weight: float = 0.8   # support found in a reference list counts this much
 
@@ -284,11 +285,16 @@ class Citer:
             if restates(claim, asked):
                 empty += 1
                 continue
+            hinted = set(sentence.labels or attended) & set(by_label)
+            # The model's markers are a hint, not a verdict: a small model
+            # often numbers the wrong source, so a hinted span wins only
+            # within `hint_margin` of the best span anywhere.
             row = scores[index]
-            hinted = sentence.labels or attended
-            cited = [i for i, s in enumerate(spans) if s.source.label in hinted
-                     and s.source.label in by_label]
-            chosen = self._best(row, cited, spans) or self._best(row, range(len(spans)), spans)
+            boost = np.array([config.hint_margin if s.source.label in hinted else 0.0
+                              for s in spans])
+            # ranked with the hint; the support threshold is on the span alone
+            ranked = np.where(row >= config.threshold, row + boost, -np.inf)
+            chosen = self._best(ranked, range(len(spans)), spans)
             sentence.score = float(row[chosen[0]]) if chosen else 0.0
             sentence.supported = sentence.score >= config.threshold
             if not sentence.supported:

@@ -224,3 +224,30 @@ def test_a_reference_list_supports_a_claim_only_when_the_text_does_not():
     alone = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(ref, 1)])
     assert alone.citations and alone.citations[0].page == 507     # still cited when alone
     assert in_references(ref) and not in_references(body)
+
+
+def _paragraph(seg_id: int, page: int, text: str) -> SegmentRecord:
+    return SegmentRecord(seg_id, 9, seg_id, "paragraph", text, page, 0, len(text),
+                         None, None, [], ["Options"], None, 20, "manual.pdf", "/d/manual.pdf")
+
+
+def test_a_marker_is_a_hint_not_a_verdict():
+    """The model numbered [1], whose sentence shares the claim's words but
+    not its value; [2] says it exactly and wins. Between spans that support
+    the claim about equally well, the marked one wins."""
+    loose = _paragraph(1, 3, "optim stops after maxit iterations with every method, "
+                             "Nelder-Mead included.")
+    exact = _paragraph(2, 5, "For the Nelder-Mead method the maximum number of iterations "
+                             "of optim defaults to 500.")
+    claim = "optim does at most 500 iterations for the Nelder-Mead method"
+    sources = [whole(loose, 1), whole(exact, 2)]
+    # [1] alone would pass the support threshold: before, the marker decided
+    loose_only = Citer().cite(f"{claim} [1].", [whole(loose, 1)])
+    assert loose_only.citations and loose_only.citations[0].page == 3
+    [citation] = Citer().cite(f"{claim} [1].", sources).citations
+    assert citation.page == 5 and citation.label == 2
+    # the same sentence on two pages: the model's number decides
+    twin = _paragraph(3, 8, exact.text)
+    for label in (1, 2):
+        cited = Citer().cite(f"{claim} [{label}].", [whole(exact, 1), whole(twin, 2)])
+        assert cited.citations[0].label == label
