@@ -53,6 +53,14 @@ def load_answer_backend(settings: Settings, model: Path | None = None):
                         sparse=SparseOptions(kv_root=settings.kv_dir, mode=settings.sparse_mode))
 
 
+def qa_config(settings: Settings, context_tokens: int | None = None) -> QAConfig:
+    """The answering settings: a budget given here or in the settings is
+    fixed; otherwise it adapts to the machine, up to the settings' ceiling."""
+    return QAConfig(context_tokens=context_tokens if context_tokens is not None
+                    else settings.context_tokens,
+                    max_context_tokens=settings.max_context_tokens or None)
+
+
 def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, *,
                    model: Path | None = None, pipeline=None,
                    context_tokens: int | None = None) -> Answerer:
@@ -71,10 +79,9 @@ def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, 
 
     has_vectors = embeddings.count_embeddings(db, config.model_name) > 0
     searcher = HybridSearcher(db, config.model_name, get_embedder if has_vectors else None)
-    qa_config = QAConfig(context_tokens=context_tokens if context_tokens is not None
-                         else settings.context_tokens)
     return Answerer(db, backend, searcher, pipeline or default_pipeline(),
-                    embed=lambda texts: get_embedder().embed(texts), config=qa_config,
+                    embed=lambda texts: get_embedder().embed(texts),
+                    config=qa_config(settings, context_tokens),
                     refine_boxes=WordBoxes(),
                     prefill_rate=(lambda: _cached_prefill_rate(settings, backend))
                     if backend.info.backend == "llama.cpp" else None)

@@ -71,3 +71,16 @@ def test_file_batches_share_one_bar_and_single_files_show_none():
         bar(Progress("files", done, 300, "files", f"f{done}.py"))
     lines = stream.getvalue().splitlines()
     assert 1 <= len(lines) <= 3 and lines[-1].startswith("files f300.py [") and "300/300 files" in lines[-1]
+
+
+def test_the_adapted_budget_ceiling_comes_from_the_settings(tmp_path):
+    from app.assistant import qa_config
+
+    assert qa_config(Settings.load(tmp_path)).max_context_tokens == 900
+    (tmp_path / "settings.toml").write_text("max_context_tokens = 3000\ncontext_tokens = 700\n")
+    settings = Settings.load(tmp_path)
+    assert qa_config(settings).max_context_tokens == 3000
+    assert qa_config(settings).context_tokens == 700
+    assert qa_config(settings, 1200).context_tokens == 1200     # `folio ask --context`
+    (tmp_path / "settings.toml").write_text("max_context_tokens = 0\n")
+    assert qa_config(Settings.load(tmp_path)).max_context_tokens is None   # no ceiling
