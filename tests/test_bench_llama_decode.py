@@ -3,24 +3,17 @@ n cells at positions 0..n-1 (so a decode step attends to as many cells as
 after a real prefill of n tokens), and a bad split is refused."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.backends.errors import ModelNotFoundError
 from engine.model_files import tiny_model_path
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests_support import bench_module
 
 
 def llama_decode_module():
-    spec = importlib.util.spec_from_file_location("llama_decode", ROOT / "bench" / "llama_decode.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["llama_decode"] = module      # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("llama_decode")
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ lines a source shows, `retrieve_item` selects exactly what an answer is
 given, and the tokenizer-only backend counts like the loaded model."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,17 +14,13 @@ from storage import documents
 import test_qa
 from qa_support import ExtractiveBackend
 from test_qa import CODE, answerer
+from tests_support import bench_module
 
 library = test_qa.library          # the fixture: a PDF and a Python file, ingested
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def qa_eval():
-    spec = importlib.util.spec_from_file_location("qa_eval", ROOT / "bench" / "qa_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("qa_eval")
 
 
 def usage(**fields) -> SourceUsage:

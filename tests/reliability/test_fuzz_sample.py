@@ -3,7 +3,6 @@ mutated PDFs parsed in child processes never crash, hang or run out of
 memory; and the child runner really does tell those outcomes apart."""
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -11,16 +10,12 @@ import pytest
 
 import ingest
 from ingest.isolate import Limits, parse_isolated, parse_many
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests_support import bench_module
 
 
 @pytest.fixture(scope="module")
 def fuzz():
-    spec = importlib.util.spec_from_file_location("fuzz_ingest", ROOT / "bench" / "fuzz_ingest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("fuzz_ingest")
 
 
 @pytest.fixture(scope="module")
