@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .text import defuse_control_tokens
+from .text import defuse_control_tokens, plain_punctuation
 
 # The sources go in the system message and the question alone in the user
 # turn: measured on the dev set, the default 0.5B model then answers the
@@ -48,15 +48,21 @@ def clean_question(question: str, max_chars: int) -> str:
     return text
 
 
+def _as_read(text: str) -> str:
+    """Text as the model reads it: unable to forge the template's turn
+    markers (`defuse_control_tokens`), typeset dashes and quotes plain."""
+    return plain_punctuation(defuse_control_tokens(text))
+
+
 def answer_messages(sources_block: str, question: str) -> list[dict]:
-    """The chat: text from documents (and the question) cannot forge
-    the template's turn markers (see `defuse_control_tokens`)."""
-    system = f"{SYSTEM_PROMPT}\n\n{defuse_control_tokens(sources_block) or '(no sources)'}"
+    """The chat: the numbered sources in the system turn, the question in
+    the user's."""
+    system = f"{SYSTEM_PROMPT}\n\n{_as_read(sources_block) or '(no sources)'}"
     return [{"role": "system", "content": system},
-            {"role": "user", "content": defuse_control_tokens(question)}]
+            {"role": "user", "content": _as_read(question)}]
 
 
 def question_alone(question: str) -> list[dict]:
     """The answer chat without its sources, for context-aware decoding."""
     return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": defuse_control_tokens(question)}]
+            {"role": "user", "content": _as_read(question)}]

@@ -253,3 +253,17 @@ def defuse_control_tokens(text: str) -> str:
     after the first character keeps each control string readable but
     unable to match a special token."""
     return _CONTROL_STRINGS.sub(lambda m: m.group()[0] + "\u200b" + m.group()[1:], text)
+
+
+# Typeset punctuation inside words: "Nelder–Mead", "1–4 hex digits", and
+# curly quotes. PDFs are full of them; the default 0.5B model reads the
+# plain ASCII forms more reliably (dev set: one answer gained, none lost:
+# bench/RESULTS.md). Dashes between spaces stay: they separate clauses.
+_WORD_DASH = re.compile(r"(?<=\w)[\u2010\u2011\u2012\u2013\u2014\u2212](?=\w)")
+_CURLY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def plain_punctuation(text: str) -> str:
+    """Dashes inside words as hyphens, curly quotes as straight ones; the
+    same length, so offsets into the text still hold."""
+    return _WORD_DASH.sub("-", text).translate(_CURLY)
