@@ -39,8 +39,8 @@ class Settings:
     embed_quantize: bool = True            # int8 ONNX weights: cosine 0.993 to fp32, 3x faster
     embedding_dtype: str = "float32"       # or "int8": 4x smaller vectors
     context_tokens: int | None = None      # tokens of sources per answer; None = adapt to the machine
-    max_context_tokens: int = 900          # the adapted budget's ceiling: the default 0.5B model
-                                           # answers worse with more; 0 = none (a bigger model)
+    max_context_tokens: int = 900          # the adapted budget's ceiling, as QAConfig's (the default
+                                           # 0.5B model answers worse with more); 0 = none
     backend: str = "auto"                  # "auto", "llama.cpp" or "sparse"
     sparse_mode: str = "retrieval"         # sparse engine: "retrieval" (selected segments)
                                            # or "document" (every block of the documents)

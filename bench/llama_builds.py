@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import json, sys, time
+import json, sys
 from pathlib import Path
 import llama_cpp
 from engine.backends.llama_cpp import LlamaCppBackend, measure_prefill_rate

@@ -70,7 +70,7 @@ class CiteConfig:
     lexical_weight: float = 0.55    # the rest is embedding cosine
     max_per_sentence: int = 2
     min_terms: int = 2              # shorter sentences ("Yes.") need no support of their own
-    attended: int = 2               # most-attended sources tried first for unmarked sentences
+    attended: int = 2               # most-attended sources taken as cited by unmarked sentences
     hint_margin: float = 0.1        # what a source the model cited (or attended to) adds
     novel_weight: float = 2.0       # a claim's terms the question lacks weigh this much more
     reference_weight: float = 0.8   # support found in a reference list counts this much
@@ -256,9 +256,10 @@ class Citer:
              attention: dict[int, float] | None = None, question: str = "") -> CitedAnswer:
         """`question`: the claim's terms it lacks are what a span must hold.
         `attention` (label -> attention mass the answer gave the source,
-        from the sparse engine): a sentence without `[n]` markers is matched
-        first against the sources the model attended to most, as if it had
-        cited them, before falling back to every source."""
+        from the sparse engine): a sentence without `[n]` markers treats the
+        sources the model attended to most as if it had cited them; either
+        way a cited source's spans only get `hint_margin` on top, and every
+        source competes."""
         config = self.config
         attended = sorted(attention, key=lambda label: -attention[label])[:config.attended] \
             if attention else []

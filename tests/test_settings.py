@@ -76,7 +76,10 @@ def test_file_batches_share_one_bar_and_single_files_show_none():
 def test_the_adapted_budget_ceiling_comes_from_the_settings(tmp_path):
     from app.assistant import qa_config
 
+    from engine.qa import QAConfig
+
     assert qa_config(Settings.load(tmp_path)).max_context_tokens == 900
+    assert Settings().max_context_tokens == QAConfig().max_context_tokens   # one default
     (tmp_path / "settings.toml").write_text("max_context_tokens = 3000\ncontext_tokens = 700\n")
     settings = Settings.load(tmp_path)
     assert qa_config(settings).max_context_tokens == 3000
