@@ -22,7 +22,9 @@ selected context; code: the selected lines cover the gold lines), answer
 accuracy (normalised containment; unanswerable items must be declined),
 citation accuracy (a cited span on the gold page / overlapping the gold
 lines), time to first token, total time, context tokens (scored in
-qa_scoring.py).
+qa_scoring.py). Beside retrieval hit, a stricter measure of our own:
+evidence hit, the gold evidence quote itself inside the text the model was
+shown (a page can be selected and its answering sentence pruned away).
 
 `--retrieval-only` runs the first half of every answer exactly as `folio
 ask` does (`Answerer.retrieve`: the same budget logic, search and selection
@@ -53,8 +55,9 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 # the scoring (contains and answer_found are also read from here by qa_recite.py and the tests)
-from bench.qa_scoring import (answer_found, contains, gold_in_segment,  # noqa: E402,F401
-                              retrieval_hit, score_item, summarize)
+from bench.qa_scoring import (  # noqa: E402,F401
+    answer_found, contains, evidence_hit, evidence_share, gold_in_segment, retrieval_hit,
+    score_item, summarize)
 
 
 def load_items(path: Path, limit: int | None, ids: list[str] | None) -> list[dict]:
@@ -184,6 +187,7 @@ def retrieve_item(answerer, item: dict, doc_id: int) -> dict:
     answerable = item["answer"] != "UNANSWERABLE"
     return {"id": item["id"], "type": item["type"], "doc": item["doc"],
             "retrieval_hit": retrieval_hit(item, sources) if answerable else None,
+            "evidence_hit": evidence_hit(item, sources) if answerable else None,
             "search_rank": rank, "budget": budget, "context_tokens": selection.used_tokens,
             "sources": len(sources), "select_s": round(elapsed, 3),
             "selected": [{"pages": s.pages, "lines": s.line_ranges, "tokens": s.tokens}
@@ -224,6 +228,8 @@ def run_retrieval_only(args, items: list[dict]) -> None:
             "items": len(scored),
             "retrieval_hit": round(sum(r["retrieval_hit"] for r in scored) / len(scored), 3)
             if scored else None,
+            "evidence_hit": round(sum(r["evidence_hit"] for r in scored) / len(scored), 3)
+            if scored else None,
             "misses": [r["id"] for r in scored if not r["retrieval_hit"]],
             "mean_budget": round(statistics.mean(r["budget"] for r in rows[mode])) if rows[mode] else None,
             "mean_context_tokens": round(statistics.mean(r["context_tokens"] for r in rows[mode]))
@@ -242,7 +248,7 @@ def run_retrieval_only(args, items: list[dict]) -> None:
             cells.append(("hit" if row["retrieval_hit"] else "MISS")
                          + f" (rank {row['search_rank']})")
         print(f"| {item['id']} {item['type']} | " + " | ".join(cells) + " |")
-    keys = ["items", "retrieval_hit", "mean_budget", "mean_context_tokens", "median_select_s",
+    keys = ["items", "retrieval_hit", "evidence_hit", "mean_budget", "mean_context_tokens", "median_select_s",
             "misses"]
     print("\n| mode | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
@@ -382,11 +388,11 @@ def main() -> None:
             rows[mode].append(row)
             mark = "ok " if row["answer_ok"] else "BAD"
             print(f"{item['id']} {mode:<10} {mark} hit={row['retrieval_hit']} "
-                  f"cite={row['citation_ok']} ttft={row['ttft_s']:.1f}s "
+                  f"evidence={row['evidence_hit']} cite={row['citation_ok']} ttft={row['ttft_s']:.1f}s "
                   f"ctx={row['context_tokens']}  {result.text[:90]!r}", flush=True)
     summary = {mode: summarize(rows[mode]) for mode in modes}
-    keys = ["retrieval_hit", "answer_accuracy", "model_answer_accuracy", "citation_accuracy",
-            "declined_unanswerable",
+    keys = ["retrieval_hit", "evidence_hit", "answer_accuracy", "model_answer_accuracy",
+            "citation_accuracy", "declined_unanswerable",
             "median_ttft_s", "median_total_s", "mean_context_tokens"]
     print("\n| mode | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")

@@ -107,8 +107,8 @@ def main() -> None:
     others = {mode: [rescore_answer(by_id[r["id"]], r) for r in mode_rows]
               for mode, mode_rows in run.items() if mode != "folio"}
     summaries = {"folio": after, **{mode: summarize(r) for mode, r in others.items()}}
-    keys = ["retrieval_hit", "answer_accuracy", "citation_accuracy", "declined_unanswerable",
-            "median_ttft_s", "median_total_s", "mean_context_tokens"]
+    keys = ["retrieval_hit", "evidence_hit", "answer_accuracy", "citation_accuracy",
+            "declined_unanswerable", "median_ttft_s", "median_total_s", "mean_context_tokens"]
     print("\n| mode | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for mode, summary in summaries.items():

@@ -1,6 +1,8 @@
 """Scoring one answer against the QA set's gold, by the set's README:
 answer containment (normalised; unanswerable items must be declined),
 retrieval hit (the gold page or lines inside the selected sources),
+evidence hit (the gold evidence quote itself inside the text the model was
+shown: pruning can keep a page and drop the sentence that answers),
 citation accuracy (a cited span on the gold page or lines), and the run's
 summary. qa_eval.py runs the set; this module only reads its results."""
 from __future__ import annotations
@@ -58,6 +60,32 @@ def retrieval_hit(item: dict, sources) -> bool:
     return covers(lines, *item["lines"])
 
 
+# Markdown table cells and the joins between kept pieces of a source are
+# layout, not words: the evidence of a table row is quoted from the page text.
+_LAYOUT = re.compile(r"[|]|-{3,}| \u2026 ")
+
+
+def _words(text: str) -> list[str]:
+    return loose(_LAYOUT.sub(" ", text)).split()
+
+
+def evidence_share(item: dict, sources) -> float:
+    """Share of the gold evidence's word 4-grams found in the text of the
+    selected sources, as the model read it."""
+    words = _words(item.get("evidence", ""))
+    if not words:
+        return 0.0
+    shown = " " + " ".join(_words("\n".join(s.text for s in sources))) + " "
+    grams = [" ".join(words[i:i + 4]) for i in range(max(1, len(words) - 3))]
+    return sum(f" {g} " in shown for g in grams) / len(grams)
+
+
+def evidence_hit(item: dict, sources, share: float = 0.8) -> bool:
+    """The evidence quote is in the context (most of it: a line break can
+    split a hyphenated word the quote has whole)."""
+    return evidence_share(item, sources) >= share
+
+
 def gold_in_segment(item: dict, segment) -> bool:
     """Whether a stored segment holds (part of) the gold location."""
     if item["kind"] == "pdf":
@@ -83,13 +111,14 @@ def score_item(item: dict, result, doc_id: int) -> dict:
            "sources": len(result.sources)}
     if unanswerable:
         row["answer_ok"] = result.declined
-        row["retrieval_hit"] = row["citation_ok"] = None
+        row["retrieval_hit"] = row["evidence_hit"] = row["citation_ok"] = None
         return row
     # the app's answer as the person reads it (README); beside it, the
     # model's own words, without what Folio adds (the cited place, locate.py)
     row["answer_ok"] = answer_found(item, result.text, result.declined)
     row["model_answer_ok"] = answer_found(item, result.raw_text, result.declined)
     row["retrieval_hit"] = retrieval_hit(item, result.sources)
+    row["evidence_hit"] = evidence_hit(item, result.sources)
     if item["kind"] == "pdf":
         row["citation_ok"] = any(c.document_id == doc_id and c.page == item["page"]
                                  for c in result.citations)
@@ -103,7 +132,7 @@ def score_item(item: dict, result, doc_id: int) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     def rate(key, subset):
-        values = [r[key] for r in subset if r[key] is not None]
+        values = [r[key] for r in subset if r.get(key) is not None]   # older runs lack some
         return round(sum(values) / len(values), 3) if values else None
 
     answerable = [r for r in rows if r["type"] != "unanswerable"]
@@ -111,6 +140,7 @@ def summarize(rows: list[dict]) -> dict:
     return {
         "items": len(rows),
         "retrieval_hit": rate("retrieval_hit", answerable),
+        "evidence_hit": rate("evidence_hit", answerable),
         "answer_accuracy": rate("answer_ok", answerable),
         "model_answer_accuracy": rate("model_answer_ok", answerable),
         "citation_accuracy": rate("citation_ok", answerable),

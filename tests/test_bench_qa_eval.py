@@ -119,3 +119,29 @@ def test_the_answer_is_scored_as_shown_and_the_models_words_beside_it(library):
     assert row["answer_ok"] and not row["model_answer_ok"] and row["citation_ok"]
     summary = q.summarize([row])
     assert summary["answer_accuracy"] == 1.0 and summary["model_answer_accuracy"] == 0.0
+
+
+def test_evidence_hit_needs_the_quote_itself_not_just_its_page():
+    """A page can be selected with the sentence that answers pruned away:
+    retrieval hit counts it, evidence hit does not."""
+    q = qa_eval()
+    item = {"kind": "pdf", "page": 7, "evidence": "maxit The maximum number of iterations. "
+            "Defaults to 100 for the derivative-based methods, and 500 for \u201cNelder-Mead\u201d."}
+    shown = usage(page=7, pages=[7], text="Details \u2026 maxit The maximum number of\n"
+                  "iterations. Defaults to 100 for the derivative-based methods, and 500 for "
+                  "\"Nelder-Mead\". abstol The absolute convergence tolerance.")
+    pruned = usage(page=7, pages=[7], text="Details \u2026 abstol The absolute convergence "
+                   "tolerance. maxit The maximum number of iterations.")
+    assert q.retrieval_hit(item, [shown]) and q.retrieval_hit(item, [pruned])
+    assert q.evidence_hit(item, [shown])
+    assert not q.evidence_hit(item, [pruned])
+    assert 0.0 < q.evidence_share(item, [pruned]) < 0.8
+    # a table row quoted from the page text is found in its Markdown rendering
+    row = {"kind": "pdf", "page": 2, "evidence": "Acme Corp 15.000,00 2019"}
+    table = usage(page=2, pages=[2], text="| Donor | Amount | Year |\n|---|---|---|\n"
+                  "| Acme Corp | 15.000,00 | 2019 |")
+    assert q.evidence_hit(row, [table])
+    # scored rows carry it, and older runs without it still summarise
+    assert q.summarize([{"type": "lookup", "answer_ok": True, "retrieval_hit": True,
+                         "citation_ok": True, "ttft_s": 1.0, "total_s": 2.0,
+                         "context_tokens": 10}])["evidence_hit"] is None
