@@ -156,6 +156,37 @@ def ruled_table(path: Path, x0: float = 100, y0: float = 250,
     return path
 
 
+STACKED = [["Offense", "Total", "Male", "Female"],
+           ["Murder", "10.0", "9.0", "1.1"], ["Forcible rape", "17.5", "17.2", "0.3"],
+           ["Robbery", "102.1", "90.0", "12.1"], ["Aggravated assault", "338.4", "264.0", "74.4"],
+           ["Burglary", "240.9", "205.0", "35.9"], ["Larceny-theft", "1,080.1", "608.8", "471.3"],
+           ["Motor vehicle theft", "65.6", "53.9", "11.7"], ["Arson", "9.8", "8.1", "1.7"]]
+
+
+def stacked_table(path: Path, x0: float = 80, y0: float = 200, row_h: float = 14) -> Path:
+    """A table ruled as statistical abstracts are: rules above and below the
+    header and at the bottom, column rules the whole height, none between
+    the body rows (pymupdf's finder reads the body as one row)."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=PAGE_W, height=PAGE_H)
+    flow(page, [body(paragraph("before stacked", 2))], y=MARGIN)
+    widths = [160, 90, 90, 90]
+    edges = [x0 + sum(widths[:k]) for k in range(len(widths) + 1)]
+    bottom = y0 + row_h * (len(STACKED) + 0.5)
+    for y in (y0, y0 + row_h * 1.3, bottom):
+        page.draw_line((edges[0], y), (edges[-1], y), width=0.8)
+    for x in edges:
+        page.draw_line((x, y0), (x, bottom), width=0.8)
+    for r, row in enumerate(STACKED):
+        y = y0 + row_h * (r + 0.9) + (row_h * 0.3 if r else 0)
+        for c, cell in enumerate(row):
+            page.insert_text((edges[c] + 5, y), cell, fontsize=9,
+                             fontname="hebo" if r == 0 else "helv")
+    flow(page, [body(paragraph("after stacked", 2))], y=bottom + 30)
+    doc.save(path)
+    return path
+
+
 def aligned_table(path: Path) -> Path:
     """An unruled table: rows of cells aligned in columns, no lines."""
     doc = pymupdf.open()

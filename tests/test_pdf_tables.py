@@ -62,3 +62,26 @@ def test_aligned_rows_become_a_table(tmp_path) -> None:
     table = [s for s in doc.segments if s.kind == "table"][0]
     assert "| Planet | Moons | Radius km |" in table.text
     assert "| Earth | 1 | 6371 |" in table.text
+
+
+def test_rows_the_finder_stacks_into_one_are_read_row_by_row(tmp_path, finder_calls,
+                                                               monkeypatch) -> None:
+    """A table ruled only around its header and outside: the finder returns
+    one body row whose cells hold whole columns, the labels apart from their
+    numbers. Folio leaves it to the aligned-rows reader, which keeps each
+    label with its numbers."""
+    import ingest.pdf.tables as tables
+
+    path = fx.stacked_table(tmp_path / "s.pdf")
+    doc = parse_pdf(path)
+    fx.check_spans(doc)
+    assert finder_calls == [0]                  # the grid was seen and the finder asked
+    text = "\n".join(s.text for s in doc.segments if s.kind == "table")
+    for label, total, male, female in fx.STACKED[1:]:
+        assert f"| {label} | {total} | {male} | {female} |" in text
+    assert doc.pages[0].text.count("Robbery") == 1
+    # without the check, the finder's stacked row is what a table would hold
+    monkeypatch.setattr(tables, "stacked_rows", lambda tab, words: False)
+    stacked = "\n".join(s.text for s in parse_pdf(path).segments if s.kind == "table")
+    assert "| Robbery | 102.1 |" not in stacked
+    assert "Murder Forcible rape Robbery" in stacked

@@ -134,10 +134,35 @@ def _cell_texts(cells: list[Any], words: list[tuple[float, float, str]]) -> list
     return texts
 
 
+STACKED_LINES = 6      # text lines in one cell that are really rows of their own
+
+
+def _text_lines(cell: Any, words: list[tuple[float, float, str]]) -> int:
+    """How many text lines the words inside a cell box sit on."""
+    if cell is None:
+        return 0
+    x0, y0, x1, y1 = cell
+    ys = sorted(cy for cx, cy, _ in words if x0 <= cx <= x1 and y0 <= cy <= y1)
+    return sum(1 for k, y in enumerate(ys) if k == 0 or y - ys[k - 1] > 2.0)
+
+
+def stacked_rows(tab: Any, words: list[tuple[float, float, str]]) -> bool:
+    """The finder merged many rows into one: a table ruled only around its
+    header and its outside (Statistical Abstract tables) comes back as one
+    row whose cells each hold a whole column, the row labels in one cell
+    and their numbers in others, no longer side by side. Two cells of one
+    row with `STACKED_LINES` lines or more each is that; those lines stay
+    in the text flow, where the aligned-rows detector below reads them
+    row by row."""
+    return any(sum(_text_lines(c, words) >= STACKED_LINES for c in row.cells) >= 2
+               for row in tab.rows)
+
+
 def find_tables(page: pymupdf.Page, width: float, height: float,
                 matrix: pymupdf.Matrix | None = None) -> list[TableData]:
     """Tables with at least 2 rows, 2 columns and 3 non-empty cells, as
-    Markdown (first row as header) with one box per row. The finder works
+    Markdown (first row as header) with one box per row; not those whose
+    rows the finder stacked into one (`stacked_rows`). The finder works
     on the displayed page, so its boxes are already display coordinates."""
     out: list[TableData] = []
     words: list[tuple[float, float, str]] | None = None
@@ -146,6 +171,8 @@ def find_tables(page: pymupdf.Page, width: float, height: float,
             continue
         if words is None:
             words = _words(page, matrix)
+        if stacked_rows(tab, words):
+            continue
         rows = [_cell_texts(r.cells, words) for r in tab.rows]
         if sum(1 for row in rows for c in row if c) < 3:
             continue
