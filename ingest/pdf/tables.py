@@ -154,7 +154,8 @@ def stacked_rows(tab: Any, words: list[tuple[float, float, str]]) -> bool:
     row with `STACKED_LINES` lines or more each is that; those lines stay
     in the text flow, where the aligned-rows detector below reads them
     row by row."""
-    return any(sum(_text_lines(c, words) >= STACKED_LINES for c in row.cells) >= 2
+    return any(row.bbox[3] - row.bbox[1] >= STACKED_LINES * 5.0     # room for the lines
+               and sum(_text_lines(c, words) >= STACKED_LINES for c in row.cells) >= 2
                for row in tab.rows)
 
 
