@@ -7,6 +7,7 @@ import pytest
 
 from engine.backends import BackendConfig, ModelNotFoundError, load_backend
 from engine.backends.contrast import QuestionAlone, contrast
+from engine.backends.llama_cpp import block_floor
 from engine.model_files import tiny_model_path
 
 SOURCES = [{"role": "system", "content": "Answer from the sources. [1] The observatory was "
@@ -68,4 +69,5 @@ def test_decoding_against_itself_is_plain_greedy_and_the_contrast_is_determinist
     assert stats.stop_reason in ("end", "max_tokens")
     again = "".join(tiny.stream(SOURCES, max_tokens=24, contrast=ALONE))
     assert again == contrasted    # deterministic, the prompt cache reused
-    assert tiny.last_stats.cached_tokens == tiny.prompt_tokens(SOURCES) - 1
+    assert tiny.last_stats.cached_tokens == block_floor(tiny.prompt_tokens(SOURCES) - 1,
+                                                        tiny.config.prefill_block)

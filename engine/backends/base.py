@@ -54,7 +54,12 @@ class BackendConfig:
     max_ctx: int = 8192             # the cap: a bigger window costs memory, and
                                     # the time budget rarely fills more on a CPU
     n_threads: int | None = None    # None: physical cores (hyperthreads slow it)
-    n_batch: int = 512              # prefill chunk; also how often stop is checked
+    n_batch: int = 512              # llama.cpp's own batch
+    prefill_block: int = 64         # the prompt is read in blocks of this many tokens, fixed
+                                    # from its start, and a cached prefix is reused whole
+                                    # blocks at a time: the same prompt then gives the same
+                                    # logits after any earlier prompt (llama_cpp.py); also
+                                    # how often stop is checked
     repeat_penalty: float = 1.0     # 1.0: off, so quoted source text is not penalised
     seed: int = 0                   # sampling seed when temperature > 0
     device: str = "auto"            # "auto" (GPU when the build has one), "cpu" or "gpu"

@@ -209,7 +209,7 @@ class LlamaCppBackend(Backend):
         if not self._lock.acquire(blocking=False):
             return 0            # a stream is rewriting the cache: assume nothing
         try:
-            return self._shared_prefix(self._model(), self.chat_tokens(messages))
+            return self._reusable(self._model(), self.chat_tokens(messages))
         finally:
             self._lock.release()
 
@@ -222,6 +222,16 @@ class LlamaCppBackend(Backend):
             return 0
         differs = np.flatnonzero(llm.input_ids[:n] != np.asarray(tokens[:n], dtype=np.intc))
         return min(int(differs[0]) if differs.size else n, len(tokens) - 1)
+
+    def _reusable(self, llm, tokens: list[int]) -> int:
+        """The shared prefix cut back to a whole number of prefill blocks.
+        llama.cpp's arithmetic for a token depends on the batch it is read
+        in: reusing a prefix of any length shifts every later batch, and the
+        default model's logits for the same prompt then differ by up to 0.3
+        with what was asked before (bench/prefill_determinism.py), enough to
+        change a greedy answer. Blocks fixed from the prompt's start keep
+        each token in the same batch whatever the cache holds."""
+        return block_floor(self._shared_prefix(llm, tokens), self.config.prefill_block)
 
     # -- generation ------------------------------------------------------
 
@@ -359,7 +369,9 @@ class LlamaCppBackend(Backend):
 
         with self._lock:
             try:
-                self._prefill(prefix, lambda: False)
+                # the answer just read is the prefix: reuse all of it (its
+                # tokens were generated one by one, never in fixed blocks)
+                self._prefill(prefix, lambda: False, whole_blocks=False)
                 n = llm.n_tokens
                 first = log_softmax(llm._ctx.get_logits())
                 scores = []
@@ -381,13 +393,14 @@ class LlamaCppBackend(Backend):
                 raise ModelError(f"the model failed while scoring options: {exc}") from None
         return scores
 
-    def _prefill(self, tokens: list[int], stopped) -> int:
-        """Evaluate the prompt in `n_batch` chunks, checking for a stop between
-        chunks, and reuse the KV cache of the longest prefix shared with the
-        previous call (same system prompt and sources: only the new part is
-        computed). Returns how many tokens were reused."""
+    def _prefill(self, tokens: list[int], stopped, whole_blocks: bool = True) -> int:
+        """Evaluate the prompt in `prefill_block` chunks fixed from its start,
+        checking for a stop between chunks, and reuse the KV cache of the
+        prefix shared with the previous call, in whole blocks (`_reusable`;
+        `whole_blocks=False`: all of it). Returns how many tokens were
+        reused."""
         llm = self._model()
-        reuse = self._shared_prefix(llm, tokens)
+        reuse = self._reusable(llm, tokens) if whole_blocks else self._shared_prefix(llm, tokens)
         # Private API, as in Llama.generate: drop the KV cells past the prefix.
         if reuse > 0 and not llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
             reuse = 0
@@ -395,13 +408,18 @@ class LlamaCppBackend(Backend):
             llm.n_tokens = reuse
         else:
             llm.reset()
-        chunk = max(1, self.config.n_batch)
+        chunk = max(1, self.config.prefill_block if whole_blocks else self.config.n_batch)
         for i in range(reuse, len(tokens), chunk):
             if stopped():
                 llm.reset()       # a half-filled prompt must not look cached
                 break
             llm.eval(tokens[i:i + chunk])
         return reuse
+
+
+def block_floor(n: int, block: int) -> int:
+    """`n` rounded down to a whole number of `block`s."""
+    return n - n % max(1, block)
 
 
 def build_id() -> str:
@@ -439,8 +457,9 @@ def measure_prefill_rate(backend: LlamaCppBackend, n_tokens: int = 512,
         llm.eval(ids[:16])                  # warm-up: first-call allocations
         llm.reset()
         start = time.perf_counter()
-        for i in range(0, n_tokens, backend.config.n_batch):
-            llm.eval(ids[i:i + backend.config.n_batch])
+        block = max(1, backend.config.prefill_block)      # as answers read prompts
+        for i in range(0, n_tokens, block):
+            llm.eval(ids[i:i + block])
         elapsed = time.perf_counter() - start
         llm.reset()
     backend.prefill_rate = n_tokens / elapsed if elapsed > 0 else float("inf")
