@@ -19,7 +19,7 @@ from .settings import Settings
 def prefill_key(info) -> str:
     """What a stored prefill speed belongs to: the model file, the number
     of CPUs and the llama.cpp build."""
-    from engine.backends.llama_cpp import build_id
+    from engine.backends.prefill_rate import build_id
 
     return f"{info.name}:{info.file_size}:{os.cpu_count()}:{build_id()}"
 
@@ -27,7 +27,7 @@ def prefill_key(info) -> str:
 def _cached_prefill_rate(settings: Settings, backend) -> float | None:
     """Prefill tokens/s of this model on this machine, measured once and
     kept in the data dir, so every `folio ask` need not time it again."""
-    from engine.backends.llama_cpp import measure_prefill_rate
+    from engine.backends.prefill_rate import measure_prefill_rate
 
     path = settings.home / "machine.json"
     key = prefill_key(backend.info)

@@ -26,7 +26,8 @@ CHILD = r"""
 import json, sys
 from pathlib import Path
 import llama_cpp
-from engine.backends.llama_cpp import LlamaCppBackend, measure_prefill_rate
+from engine.backends.llama_cpp import LlamaCppBackend
+from engine.backends.prefill_rate import measure_prefill_rate
 from engine.backends.base import BackendConfig
 model, sizes = Path(sys.argv[1]), [int(n) for n in sys.argv[2].split(",")]
 backend = LlamaCppBackend.load(model, BackendConfig(n_ctx=max(sizes) + 64))

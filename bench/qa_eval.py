@@ -132,7 +132,8 @@ def load_token_counter(settings, model: Path | None):
     from engine.backends import BackendConfig
     from engine.backends.base import ModelInfo
     from engine.backends.gguf_header import read_gguf_header
-    from engine.backends.llama_cpp import LlamaCppBackend, choose_n_ctx
+    from engine.backends.llama_cpp import LlamaCppBackend
+    from engine.backends.llama_fit import choose_n_ctx
     from engine.model_files import default_model_path
     from llama_cpp import Llama
 

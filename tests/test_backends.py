@@ -12,6 +12,7 @@ from engine.backends import (BackendConfig, ModelFormatError, ModelNotFoundError
                              ModelTooLargeError, PromptTooLongError,
                              UnsupportedModelError, load_backend)
 from engine.backends import llama_cpp as llama_backend
+from engine.backends import llama_fit, prefill_rate
 from engine.backends.gguf_header import read_gguf_header
 from engine.model_files import tiny_model_path
 
@@ -168,9 +169,9 @@ def test_prompt_longer_than_the_window_is_refused_before_generating(tiny):
 
 @pytest.mark.slow
 def test_measure_prefill_rate_is_positive_and_memoised(tiny):
-    rate = llama_backend.measure_prefill_rate(tiny, n_tokens=64)
+    rate = prefill_rate.measure_prefill_rate(tiny, n_tokens=64)
     assert rate > 0
-    assert llama_backend.measure_prefill_rate(tiny) == rate
+    assert prefill_rate.measure_prefill_rate(tiny) == rate
     assert tiny._llm.n_tokens == 0          # the probe leaves no cached prefix
 
 
@@ -204,7 +205,7 @@ def test_non_gguf_file_is_a_clear_error(tmp_path):
 
 
 def test_model_too_big_for_memory_is_a_clear_error(tiny_path, tmp_path, monkeypatch):
-    monkeypatch.setattr(llama_backend, "available_memory_bytes", lambda: 50 * 2**20)
+    monkeypatch.setattr(llama_fit, "available_memory_bytes", lambda: 50 * 2**20)
     with pytest.raises(ModelTooLargeError, match=r"needs about .* only 0\.0 GB is available"):
         load_backend(tiny_path, tmp_path)
 
@@ -234,18 +235,18 @@ def test_hugging_face_folder_needs_another_backend(tmp_path):
 
 def test_window_defaults_to_trained_context_capped(tiny_path):
     header = read_gguf_header(tiny_path)
-    assert llama_backend.choose_n_ctx(header, BackendConfig()) == min(header.context_length, 8192)
-    assert llama_backend.choose_n_ctx(header, BackendConfig(max_ctx=2048)) == 2048
-    assert llama_backend.choose_n_ctx(header, BackendConfig(n_ctx=10**6)) == header.context_length
+    assert llama_fit.choose_n_ctx(header, BackendConfig()) == min(header.context_length, 8192)
+    assert llama_fit.choose_n_ctx(header, BackendConfig(max_ctx=2048)) == 2048
+    assert llama_fit.choose_n_ctx(header, BackendConfig(n_ctx=10**6)) == header.context_length
 
 
 def test_device_choice_decides_the_offloaded_layers():
-    assert llama_backend.offloaded_layers("cpu", gpu_build=True) == 0
-    assert llama_backend.offloaded_layers("auto", gpu_build=True) == -1
-    assert llama_backend.offloaded_layers("auto", gpu_build=False) == 0
-    assert llama_backend.offloaded_layers("gpu", gpu_build=True) == -1
+    assert llama_fit.offloaded_layers("cpu", gpu_build=True) == 0
+    assert llama_fit.offloaded_layers("auto", gpu_build=True) == -1
+    assert llama_fit.offloaded_layers("auto", gpu_build=False) == 0
+    assert llama_fit.offloaded_layers("gpu", gpu_build=True) == -1
     with pytest.raises(ValueError, match="unknown device"):
-        llama_backend.offloaded_layers("tpu", gpu_build=True)
+        llama_fit.offloaded_layers("tpu", gpu_build=True)
 
 
 @pytest.mark.slow

@@ -18,45 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from engine.backends.base import (Backend, BackendConfig, ChatMessage,
                                   GenerationStats, ModelInfo)
-from engine.backends.errors import (ModelError, ModelFormatError, ModelTooLargeError,
-                                    PromptTooLongError, UnsupportedModelError)
-from engine.backends.gguf_header import GGUFInfo, read_gguf_header
+from engine.backends.errors import ModelError, ModelFormatError, PromptTooLongError
+from engine.backends.gguf_header import read_gguf_header
+from engine.backends.llama_fit import check_memory, choose_n_ctx, offloaded_layers
 from engine.hardware import physical_cores
 
-# Compute buffers, tokenizer tables and the runtime beside weights and KV
-# cache; measured at 40-75 MB for the bundled models, so this is generous.
-MEMORY_OVERHEAD_BYTES = 128 * 2**20
 CLOSE_WAIT_S = 30.0
-_PREFILL_TEXT = ("Folio answers questions about documents and source code, "
-                 "citing the exact sentences and lines it used. ")
-
-
-def available_memory_bytes() -> int:
-    """Memory the model may use; a function so tests can pretend it is small."""
-    return int(psutil.virtual_memory().available)
-
-
-def memory_needed_bytes(header: GGUFInfo, n_ctx: int) -> int:
-    """Weights are read fully into RAM (`use_mmap=False`), plus an f16 KV cache."""
-    return header.file_size + header.kv_cache_bytes(n_ctx) + MEMORY_OVERHEAD_BYTES
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GB"
-
-
-def choose_n_ctx(header: GGUFInfo, config: BackendConfig) -> int:
-    """The requested window, else the trained one capped at `max_ctx`."""
-    trained = header.context_length or 4096
-    if config.n_ctx is not None:
-        if config.n_ctx < 64:
-            raise ModelError(f"a context window of {config.n_ctx} tokens is too small")
-        return min(config.n_ctx, trained)
-    return min(trained, config.max_ctx)
 
 
 @dataclass
@@ -79,19 +49,6 @@ class _Run:
             total_s=end - self.start,
             prefill_s=(self.prefill_end or end) - self.start,
             stop_reason=self.reason)
-
-
-def offloaded_layers(device: str, gpu_build: bool) -> int:
-    """Layers llama.cpp puts on the GPU: all of them when a GPU is asked
-    for (or "auto" and the build has one), none on "cpu". Asking for a GPU
-    from a CPU-only build is an error rather than a silent CPU run."""
-    if device not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"unknown device {device!r}: use auto, cpu or gpu")
-    if device == "gpu" and not gpu_build:
-        raise UnsupportedModelError(
-            "the GPU was chosen, but this llama-cpp-python build has no GPU support: "
-            "choose device auto or cpu, or install a CUDA/Metal build of llama-cpp-python")
-    return -1 if device != "cpu" and gpu_build else 0
 
 
 class LlamaCppBackend(Backend):
@@ -133,12 +90,7 @@ class LlamaCppBackend(Backend):
         path = Path(path)
         header = read_gguf_header(path)          # missing / not GGUF / truncated
         n_ctx = choose_n_ctx(header, config)
-        needed, available = memory_needed_bytes(header, n_ctx), available_memory_bytes()
-        if needed > available:
-            raise ModelTooLargeError(
-                f"{path.name} needs about {_gib(needed)} of memory with a "
-                f"{n_ctx}-token window, but only {_gib(available)} is available: "
-                "close other programs, choose a smaller context, or use a smaller model")
+        check_memory(path, header, n_ctx)
         from llama_cpp import Llama, llama_supports_gpu_offload
 
         gpu_layers = offloaded_layers(config.device, llama_supports_gpu_offload())
@@ -420,47 +372,3 @@ class LlamaCppBackend(Backend):
 def block_floor(n: int, block: int) -> int:
     """`n` rounded down to a whole number of `block`s."""
     return n - n % max(1, block)
-
-
-def build_id() -> str:
-    """Which llama.cpp build runs: the same version compiled for this CPU
-    (a source install) prefills about 1.5 times faster on an AVX-512
-    machine than the portable AVX2 wheel (bench/RESULTS.md), so a speed
-    measured with one is not the other's."""
-    import hashlib
-
-    import llama_cpp
-
-    features = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    return f"{llama_cpp.__version__}:{hashlib.sha1(features.encode()).hexdigest()[:8]}"
-
-
-def measure_prefill_rate(backend: LlamaCppBackend, n_tokens: int = 512,
-                         refresh: bool = False) -> float:
-    """Prompt-processing speed (tokens/s) of this model on this machine, from
-    one timed prefill after a short warm-up, so the context budget can pick
-    the largest context that meets a time-to-first-token target.
-
-    Measured once per loaded backend (memoised on it); the KV cache is left
-    empty so the next answer does not mistake the probe for a cached prefix.
-    The rate falls slowly as the context grows (attention cost), so measure
-    at roughly the size the budget will use.
-    """
-    if backend.prefill_rate is not None and not refresh:
-        return backend.prefill_rate
-    llm = backend._model()
-    n_tokens = max(16, min(n_tokens, backend.n_ctx - 1))
-    ids = llm.tokenize(_PREFILL_TEXT.encode("utf-8"), add_bos=False, special=False)
-    ids = (ids * (n_tokens // len(ids) + 1))[:n_tokens]
-    with backend._lock:
-        llm.reset()
-        llm.eval(ids[:16])                  # warm-up: first-call allocations
-        llm.reset()
-        start = time.perf_counter()
-        block = max(1, backend.config.prefill_block)      # as answers read prompts
-        for i in range(0, n_tokens, block):
-            llm.eval(ids[i:i + block])
-        elapsed = time.perf_counter() - start
-        llm.reset()
-    backend.prefill_rate = n_tokens / elapsed if elapsed > 0 else float("inf")
-    return backend.prefill_rate
