@@ -31,26 +31,17 @@ from storage import SegmentRecord
 from storage.records import CitationRecord
 
 from .cite import CitedAnswer, Citer, SentenceSupport
+from .question_form import asks_where
 from .select.base import Source
 from .select.code import base_name
 from .select.prune_code import CODE_KINDS, documentation_lines
 
-# "Where does ...", "In which function ...", "Which part of difflib ...",
-# "What function handles ..."
-_ASKS_WHERE = re.compile(
-    r"^\W*(?:where\b|(?:in\s+)?(?:which|what)\s+(?:part|function|method|class|module|"
-    r"file|code|routine)s?\b)", re.I)
 _ASKS_CLASS = re.compile(r"\bclass(?:es)?\b", re.I)
 
 # The answer goes on with this, and the model's choice of name follows it.
 PLACE_PROMPT = " This is done in `"
 
 Choose = Callable[[list[str]], "list[float] | None"]
-
-
-def asks_where(question: str) -> bool:
-    """The question asks for a place, not an explanation."""
-    return bool(_ASKS_WHERE.search(question))
 
 
 def is_documentation(segment: SegmentRecord, start: int, end: int) -> bool:

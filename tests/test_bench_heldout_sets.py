@@ -3,7 +3,8 @@ the documents themselves (as ../shared/eval/check.py checks the dev set):
 every evidence quote is on its page or inside its lines, every answer is
 in its evidence (code-where answers name the function holding the lines),
 and an unanswerable item's absent terms occur nowhere in its document.
-The code-where set's line ranges are approximate (bench/RESULTS.md: only
+The code-what set quotes its gold lines as the dev set does. The
+code-where set's line ranges are approximate (bench/RESULTS.md: only
 its answers are scored), so there the named function must hold the first
 gold line."""
 from __future__ import annotations
@@ -59,3 +60,18 @@ def test_code_heldout_items_name_the_function_holding_their_lines(shared_dir):
                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                    and node.lineno <= start <= node.end_lineno]
         assert item["answer"].split(".")[-1] in holders, item["id"]
+
+
+def test_code_what_heldout_items_quote_their_lines(shared_dir):
+    items = _items("code_what_heldout.jsonl")
+    assert len({i["id"] for i in items}) == len(items) >= 10
+    for item in items:
+        path = shared_dir / item["doc"]
+        if not path.exists():
+            pytest.skip(f"{item['doc']} not in ../shared")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        first, last = item["lines"]
+        assert item["type"] == "code-what" and 1 <= first <= last <= len(lines), item["id"]
+        assert _flat(item["evidence"]) in _flat("\n".join(lines[first - 1:last])), item["id"]
+        answers = [item["answer"], *item["answer_aliases"]]
+        assert any(a.casefold() in item["evidence"].casefold() for a in answers), item["id"]

@@ -164,7 +164,7 @@ def test_a_place_is_named_once(library):
     ("How does argparse split an @file?", False),
 ])
 def test_where_questions_are_told_apart(question, where):
-    from engine.locate import asks_where
+    from engine.question_form import asks_where
 
     assert asks_where(question) is where
 

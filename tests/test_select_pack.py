@@ -187,7 +187,7 @@ def test_pipeline_records_steps_and_leaves_the_input_untouched():
     assert pool[1].scores == {"retrieval": 0.016, "dense": 0.3, "dense_rank": 2.0}
     selection = default_pipeline().run(pool, context("default kmeans algorithm", budget=22))
     assert selection.steps == ["rerank", "diversify", "prune-code", "prune-table", "code",
-                               "neighbours", "pack"]
+                               "trim-docstrings", "neighbours", "pack"]
     assert [s.segments for s in selection.sources] == [[relevant]]
     assert selection.dropped == [other.id]
     assert pool[0].score == 0.033 and "rerank" not in pool[0].scores

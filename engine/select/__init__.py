@@ -11,8 +11,9 @@ from .prune import PruneSentences
 from .prune_code import PruneCode
 from .prune_table import PruneTable
 from .rerank import Rerank
+from .trim_docstrings import TrimDocstrings
 
 __all__ = ["GAP", "Candidate", "CodeExpand", "Diversify", "NeighbourExpand", "Pack", "Part",
            "Pipeline", "PruneCode", "PruneSentences", "PruneTable", "Rerank", "Selection", "SelectionContext",
-           "SelectionStep", "Source", "TopK", "baseline_pipeline", "candidates_from_hits",
+           "SelectionStep", "Source", "TopK", "TrimDocstrings", "baseline_pipeline", "candidates_from_hits",
            "default_pipeline", "render_sources", "source_block", "source_header"]

@@ -13,6 +13,7 @@ from .pack import Pack
 from .prune_code import PruneCode
 from .prune_table import PruneTable
 from .rerank import Rerank
+from .trim_docstrings import TrimDocstrings
 
 
 def candidates_from_hits(hits: list[SearchHit]) -> list[Candidate]:
@@ -78,7 +79,7 @@ def default_pipeline() -> Pipeline:
     0.538 to 0.615 with the default 0.5B model (bench/RESULTS.md); the step
     stays available (`PruneSentences`) for larger models and budgets."""
     return Pipeline([Rerank(), Diversify(), PruneCode(), PruneTable(), CodeExpand(),
-                     NeighbourExpand()], Pack())
+                     TrimDocstrings(), NeighbourExpand()], Pack())
 
 
 def baseline_pipeline(k: int = 5) -> Pipeline:
