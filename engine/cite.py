@@ -18,6 +18,7 @@ import numpy as np
 from storage import SegmentRecord
 from storage.records import CitationRecord
 
+from .code_units import named_units
 from .text import is_number, terms
 from .select.base import Source
 from .sentences import answer_sentences, cited_labels, line_spans, strip_markers
@@ -72,6 +73,7 @@ class CiteConfig:
     min_terms: int = 2              # shorter sentences ("Yes.") need no support of their own
     attended: int = 2               # most-attended sources taken as cited by unmarked sentences
     hint_margin: float = 0.1        # what a source the model cited (or attended to) adds
+    unit_margin: float = 0.1        # what a code unit the question or claim names adds
     novel_weight: float = 2.0       # a claim's terms the question lacks weigh this much more
     reference_weight: float = 0.8   # support found in a reference list counts this much
 
@@ -105,6 +107,7 @@ class _Span:
     text: str
     terms: frozenset[str]
     in_references: bool = False     # in a References / Bibliography section
+    segment_id: int | None = None
 
 
 # A reference list names other works: "Mersenne Twister: A 623-dimensionally
@@ -161,7 +164,7 @@ def _source_spans(source: Source) -> list[_Span]:
         for a, b in ranges:
             span_text = text[a:b]
             spans.append(_Span(source, offset + a, offset + b, span_text,
-                               frozenset(terms(span_text)), listed))
+                               frozenset(terms(span_text)), listed, part.segment.id))
         offset += len(text) + len(" … ")
     return spans
 
@@ -277,6 +280,7 @@ class Citer:
         scores = self._scores(claims, spans, asked) if spans and claims \
             else np.zeros((len(claims), 0))
         by_label = {source.label: source for source in sources}
+        segments = list({p.segment.id: p.segment for src in sources for p in src.parts}.values())
         citations: list[CitationRecord] = []
         empty = 0
         for index, (sentence, claim) in enumerate(zip(sentences, claims)):
@@ -293,6 +297,12 @@ class Citer:
             row = scores[index]
             boost = np.array([config.hint_margin if s.source.label in hinted else 0.0
                               for s in spans])
+            # Code: the functions the question or the claim names (and the
+            # helpers they call) hold the lines that say what they do.
+            focus = named_units(f"{question}\n{claim}", segments) if config.unit_margin else set()
+            if focus:
+                boost += np.array([config.unit_margin if s.segment_id in focus else 0.0
+                                   for s in spans])
             # ranked with the hint; the support threshold is on the span alone
             ranked = np.where(row >= config.threshold, row + boost, -np.inf)
             chosen = self._best(ranked, range(len(spans)), spans)

@@ -251,3 +251,54 @@ def test_a_marker_is_a_hint_not_a_verdict():
     for label in (1, 2):
         cited = Citer().cite(f"{claim} [{label}].", [whole(exact, 1), whole(twin, 2)])
         assert cited.citations[0].label == label
+
+
+EXISTS = ("def exists(self):\n"
+          "    \"\"\"Whether this path exists.\"\"\"\n"
+          "    try:\n"
+          "        self.stat()\n"
+          "    except ValueError:\n"
+          "        # Non-encodable path\n"
+          "        return False\n"
+          "    return True\n")
+IS_DIR = ("def is_dir(self):\n"
+          "    try:\n"
+          "        return S_ISDIR(self.stat().st_mode)\n"
+          "    except OSError:\n"
+          "        # Path doesn't exist or is a broken symlink\n"
+          "        return False\n")
+
+
+def _function(seg_id: int, name: str, text: str, line: int) -> SegmentRecord:
+    return SegmentRecord(seg_id, 9, seg_id, "code-function", text, None, 0, len(text), line,
+                         line + text.count("\n") - 1, [], [], name, 40, "pathlib.py",
+                         "/c/pathlib.py")
+
+
+def test_a_named_function_holds_the_support_for_a_claim_about_it():
+    # held-out cwh-08: "Path doesn't exist ... return False" in is_dir shares
+    # more words with the claim than exists()'s own `return False`
+    exists = _function(11, "Path.exists", EXISTS, 1236)
+    is_dir = _function(12, "Path.is_dir", IS_DIR, 1250)
+    sources = [whole(exists, 1), whole(is_dir, 2)]
+    question = "What does Path.exists() return for a path that cannot be encoded?"
+    answer = "For a path that cannot be encoded, Path.exists() returns False and does not raise."
+    plain = Citer(CiteConfig(threshold=0.2, unit_margin=0.0)).cite(answer, sources,
+                                                                   question=question)
+    told = Citer(CiteConfig(threshold=0.2)).cite(answer, sources, question=question)
+    assert [c.segment_id for c in plain.citations] == [12]
+    assert told.citations[0].segment_id == 11
+    assert told.citations[0].quote.endswith("# Non-encodable path\n        return False")
+
+
+def test_named_units_are_code_names_and_the_helpers_they_call():
+    from engine.code_units import named_units
+
+    helper = _function(13, "_stat_or_false", "def _stat_or_false(p):\n    return False\n", 10)
+    caller = _function(14, "Path.exists", "def exists(self):\n    return _stat_or_false(self)\n", 20)
+    cls = SegmentRecord(15, 9, 15, "code-class", "class Path:\n    pass\n", None, 0, 20, 1, 2,
+                        [], [], "Path", 10, "pathlib.py", "/c/pathlib.py")
+    segments = [helper, caller, cls]
+    assert named_units("What does Path().exists() return?", segments) == {14, 13}
+    assert named_units("What is a Path?", segments) == set()        # prose, not code
+    assert named_units("What does `Path` hold?", segments) == {15}
