@@ -19,7 +19,7 @@ from storage import SegmentRecord
 from storage.records import CitationRecord
 
 from .code_units import named_units
-from .text import is_number, terms
+from .text import is_number, term_groups, terms
 from .select.base import Source
 from .sentences import answer_sentences, cited_labels, line_spans, strip_markers
 from .text import sentence_spans
@@ -74,6 +74,7 @@ class CiteConfig:
     attended: int = 2               # most-attended sources taken as cited by unmarked sentences
     hint_margin: float = 0.1        # what a source the model cited (or attended to) adds
     unit_margin: float = 0.1        # what a code unit the question or claim names adds
+    by_word: bool = True            # lexical recall a word at a time (identifiers once)
     novel_weight: float = 2.0       # a claim's terms the question lacks weigh this much more
     reference_weight: float = 0.8   # support found in a reference list counts this much
 
@@ -185,6 +186,30 @@ def _lexical(sentence_terms: list[str], span_terms: frozenset[str],
     return hit / sum(weights)
 
 
+def _group_recall(groups: list[list[str]], span_terms: frozenset[str],
+                  given: frozenset[str] = frozenset(), novel_weight: float = 1.0) -> float:
+    """Weighted recall of the claim's words in the span, a word at a time:
+    an identifier counts once, whole when the span has it, else by the
+    share of its parts there. Counting `SequenceMatcher` as three terms
+    (sequence, matcher, itself) let any line that builds one outweigh the
+    line that returns the claimed value (dev-23). Numbers count double,
+    and so do words the question did not already hold."""
+    if not groups:
+        return 0.0
+    hit = total = 0.0
+    for group in groups:
+        weight = (2.0 if is_number(group[0]) else 1.0) * \
+            (1.0 if set(group) <= given else novel_weight)
+        if len(group) > 1 and group[-1] in span_terms:
+            credit = 1.0
+        else:
+            parts = group[:-1] if len(group) > 1 else group
+            credit = sum(t in span_terms for t in parts) / len(parts)
+        hit += weight * credit
+        total += weight
+    return hit / total
+
+
 def _line_of(segment: SegmentRecord, offset: int) -> int | None:
     if segment.line_start is None:
         return None
@@ -244,8 +269,12 @@ class Citer:
                 given: frozenset[str] = frozenset()) -> np.ndarray:
         """[claims x spans] support scores; `given`: the question's terms."""
         weight = self.config.novel_weight if given else 1.0
-        lexical = np.array([[_lexical(terms(c), s.terms, given, weight) for s in spans]
-                            for c in claims])
+        if self.config.by_word:
+            lexical = np.array([[_group_recall(term_groups(c), s.terms, given, weight)
+                                 for s in spans] for c in claims])
+        else:
+            lexical = np.array([[_lexical(terms(c), s.terms, given, weight) for s in spans]
+                                for c in claims])
         weights = np.array([self.config.reference_weight if s.in_references else 1.0
                             for s in spans])
         if self.embed is None or not spans:

@@ -61,19 +61,25 @@ def split_identifier(word: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def terms(text: str, *, keep_stopwords: bool = False) -> list[str]:
-    """Stemmed terms of `text`; an identifier yields its parts and, when it
-    has several, itself, so an exact identifier match counts extra."""
-    out: list[str] = []
+def term_groups(text: str, *, keep_stopwords: bool = False) -> list[list[str]]:
+    """The terms of each word of `text`: an identifier's stemmed parts and,
+    when it has several, itself last; a word of stopwords alone gives none."""
+    out: list[list[str]] = []
     for match in _WORD.finditer(text):
         word = match.group(0)
         parts = split_identifier(word) if not word[0].isdigit() else [word]
-        for part in parts:
-            if keep_stopwords or part not in STOPWORDS:
-                out.append(stem(part))
+        group = [stem(part) for part in parts if keep_stopwords or part not in STOPWORDS]
         if len(parts) > 1:
-            out.append(word.lower())
+            group.append(word.lower())
+        if group:
+            out.append(group)
     return out
+
+
+def terms(text: str, *, keep_stopwords: bool = False) -> list[str]:
+    """Stemmed terms of `text`; an identifier yields its parts and, when it
+    has several, itself, so an exact identifier match counts extra."""
+    return [t for group in term_groups(text, keep_stopwords=keep_stopwords) for t in group]
 
 
 def query_terms(question: str) -> list[str]:

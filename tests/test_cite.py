@@ -182,8 +182,9 @@ def test_terms_the_question_already_holds_do_not_decide_the_span():
                             30, 36, [], [], "_calculate_ratio", 60, "difflib.py", "/c/difflib.py")
     question = "What does SequenceMatcher.ratio() return when both sequences are empty?"
     answer = "When both sequences are empty, SequenceMatcher.ratio() returns 1.0."
-    blind = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(segment, 1)])
-    told = Citer(CiteConfig(threshold=0.2)).cite(answer, [whole(segment, 1)], question=question)
+    config = CiteConfig(threshold=0.2, by_word=False)     # the terms as they come
+    blind = Citer(config).cite(answer, [whole(segment, 1)])
+    told = Citer(config).cite(answer, [whole(segment, 1)], question=question)
     assert blind.citations[0].line_start in (30, 31, 32)        # the docstring
     assert "return 1.0" in told.citations[0].quote
     assert told.citations[0].line_end == 36
@@ -302,3 +303,44 @@ def test_named_units_are_code_names_and_the_helpers_they_call():
     assert named_units("What does Path().exists() return?", segments) == {14, 13}
     assert named_units("What is a Path?", segments) == set()        # prose, not code
     assert named_units("What does `Path` hold?", segments) == {15}
+
+
+CLOSE_MATCHES = ("def get_close_matches(word, possibilities, n=3, cutoff=0.6):\n"
+                 "    if not 0.0 <= cutoff <= 1.0:\n"
+                 "        raise ValueError(\"cutoff must be in [0.0, 1.0]\")\n"
+                 "    s = SequenceMatcher()\n"
+                 "    s.set_seq2(word)\n")
+CALCULATE = ("def _calculate_ratio(matches, length):\n"
+             "    if length:\n"
+             "        return 2.0 * matches / length\n"
+             "    return 1.0\n")
+
+
+RATIO_METHOD = ("def ratio(self):\n"
+                "    \"\"\"Return a measure of the sequences' similarity (float in [0,1]).\n"
+                "    matches = sum(triple[-1] for triple in self.get_matching_blocks())\n"
+                "    return _calculate_ratio(matches, len(self.a) + len(self.b))\n")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from engine.embedder import Embedder
+
+    return Embedder()
+
+
+def test_an_identifier_counts_once_and_a_named_function_leads_to_its_helper(embedder):
+    # dev-23, with the sources it was shown: "SequenceMatcher" counted as
+    # three terms (sequence, matcher, itself) made the lines that build one
+    # outweigh the line returning 1.0; ratio() names its helper
+    close = _function(21, "get_close_matches", CLOSE_MATCHES, 666)
+    calc = _function(22, "_calculate_ratio", CALCULATE, 39)
+    ratio = _function(23, "SequenceMatcher.ratio", RATIO_METHOD, 597)
+    sources = [whole(calc, 1), whole(ratio, 2), whole(close, 3)]
+    question = "What does SequenceMatcher.ratio() return when both sequences are empty?"
+    answer = "SequenceMatcher.ratio() returns 1.0 when both sequences are empty."
+    before = Citer(CiteConfig(by_word=False, unit_margin=0.0), embed=embedder.embed)
+    now = Citer(CiteConfig(), embed=embedder.embed)
+    assert before.cite(answer, sources, question=question).citations[0].segment_id == 21
+    [best, *_] = now.cite(answer, sources, question=question).citations
+    assert best.segment_id == 22 and best.quote.rstrip().endswith("return 1.0")
