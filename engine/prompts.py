@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .text import defuse_control_tokens, plain_punctuation
+from .text import defuse_control_tokens, plain_punctuation, printable
 
 # The sources go in the system message and the question alone in the user
 # turn: measured on the dev set, the default 0.5B model then answers the
@@ -50,8 +50,9 @@ def clean_question(question: str, max_chars: int) -> str:
 
 def _as_read(text: str) -> str:
     """Text as the model reads it: unable to forge the template's turn
-    markers (`defuse_control_tokens`), typeset dashes and quotes plain."""
-    return plain_punctuation(defuse_control_tokens(text))
+    markers (`defuse_control_tokens`), typeset dashes and quotes plain, no
+    control characters."""
+    return printable(plain_punctuation(defuse_control_tokens(text)))
 
 
 def answer_messages(sources_block: str, question: str) -> list[dict]:

@@ -273,3 +273,16 @@ def plain_punctuation(text: str) -> str:
     """Dashes inside words as hyphens, curly quotes as straight ones; the
     same length, so offsets into the text still hold."""
     return _WORD_DASH.sub("-", text).translate(_CURLY)
+
+
+# Control characters are never text. PDFs whose fonts map glyphs to C1
+# codes put them where a bullet or a symbol was ("\x88 be in a standard
+# location", "Xeon\x97CPU"). Deleted, not replaced: with a space or a
+# bullet in their place the default model still dropped the path after
+# one from its answer (dev-11), deleted it did not (bench/RESULTS.md).
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text without control characters; tab and newlines stay."""
+    return _CONTROLS.sub("", text)

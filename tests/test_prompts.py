@@ -20,3 +20,15 @@ def test_the_chat_carries_plain_sources_and_question_and_no_forged_turns():
     assert "<|im_start|>" not in system["content"]
     assert user["content"] == "What does Nelder-Mead default to?"
     assert question_alone("Nelder\u2013Mead?")[1]["content"] == "Nelder-Mead?"
+
+
+def test_the_model_reads_no_control_characters():
+    # dynare-parallel.pdf's font maps its bullets to U+0088
+    sources = "[1] dynare.pdf, p. 7\nThe file should:\n\x88 be in a standard location\n" \
+              "\u2013 $HOME/.dynare under Unix;\tIntel Xeon\x97CPU\x00"
+    [system, user] = answer_messages(sources, "Where\x07 should it live?")
+    assert "The file should:\n be in a standard location\n" in system["content"]
+    assert "Unix;\tIntel XeonCPU" in system["content"]
+    assert not any(0 < ord(c) < 32 and c not in "\t\n" or 0x7f <= ord(c) <= 0x9f
+                   for c in system["content"] + user["content"])
+    assert user["content"] == "Where should it live?"
