@@ -148,6 +148,21 @@ def looks_declined(text: str) -> bool:
     return False
 
 
+def layout_joined(text: str, sentences: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences a blank line cut in two, whole again: PDF lines set far
+    apart come out as blocks of one line each ("be in a standard
+    location\n\n– $HOME/.dynare under Unix;"), and neither half alone
+    carries the claim. A half ends without sentence punctuation and the
+    next starts in lower case or with a dash."""
+    joined = []
+    for (a, b), (c, d) in zip(sentences, sentences[1:]):
+        gap = text[b:c]
+        if "\n" in gap and not gap.strip() and text[b - 1] not in ".!?:;" \
+                and (text[c].islower() or text[c] in "\u2013\u2014-"):
+            joined.append((a, d))
+    return joined
+
+
 def _source_spans(source: Source) -> list[_Span]:
     """Sentences of prose, rows of tables, 1- and 3-line windows of code."""
     spans: list[_Span] = []
@@ -161,6 +176,7 @@ def _source_spans(source: Source) -> list[_Span]:
             ranges = line_spans(text, 1)
         else:
             ranges = sentence_spans(text)
+            ranges += layout_joined(text, ranges)
         listed = in_references(part.segment)
         for a, b in ranges:
             span_text = text[a:b]

@@ -344,3 +344,22 @@ def test_an_identifier_counts_once_and_a_named_function_leads_to_its_helper(embe
     assert before.cite(answer, sources, question=question).citations[0].segment_id == 21
     [best, *_] = now.cite(answer, sources, question=question).citations
     assert best.segment_id == 22 and best.quote.rstrip().endswith("return 1.0")
+
+
+def test_a_sentence_cut_by_a_blank_line_is_cited_whole():
+    # dynare-parallel.pdf, page 7: each printed line is a block of its own
+    text = ("The configuration file is designed as follows:\n\n"
+            "be in a standard location\n\n"
+            "\u2013 $HOME/.dynare under Unix;\n\n"
+            "have provisions for other Dynare configuration parameters")
+    segment = _paragraph(31, 7, text)
+    from engine.cite import layout_joined
+    from engine.text import sentence_spans
+
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in layout_joined(text, spans)] == [
+        "be in a standard location\n\n\u2013 $HOME/.dynare under Unix;"]
+    answer = "The configuration file should be in a standard location, $HOME/.dynare, under Unix."
+    cited = Citer(CiteConfig(threshold=0.2)).cite(
+        answer, [whole(segment, 1)], question="Where should the configuration file live on Unix?")
+    assert cited.citations[0].quote == "be in a standard location\n\n\u2013 $HOME/.dynare under Unix;"
