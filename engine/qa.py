@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import statistics
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
@@ -45,6 +47,7 @@ class QAConfig:
                                     # worse (dev set, answers/citations: 0.67/0.74 at 700
                                     # tokens, 0.67/0.81 at 900, 0.63/0.74 at 1,100, 0.48/0.70
                                     # at 1,330; bench/RESULTS.md); None: no cap (bigger models)
+    prefill_window: int = 5         # the speed estimate is the median of this many readings
     history_turns: int = 2          # earlier turns used to complete a follow-up question
     rewrite_follow_ups: bool = True  # the model rewrites a follow-up into a standalone query
     rewrite_tokens: int = 48         # the longest rewrite
@@ -87,6 +90,7 @@ class Answerer:
         self.config = config or QAConfig()
         self.citer = citer or Citer(cite_config, embed=embed, refine=refine_boxes)
         self._prefill_rate = prefill_rate
+        self._readings: deque[float] = deque(maxlen=max(1, self.config.prefill_window))
         self._lock = threading.Lock()     # one generation at a time per backend
 
     # -- budget ---------------------------------------------------------
@@ -96,14 +100,23 @@ class Answerer:
         return self._prefill_rate
 
     def observe_prefill(self, stats) -> None:
-        """Follow the machine: each answer's measured prefill speed moves the
-        estimate, so a rate timed while the machine was busy heals itself."""
+        """Follow the machine: the estimate is the median of the last few
+        answers' prefill speeds, the first measurement among them and three
+        readings at least. A rate timed while the machine was busy heals
+        itself, and one slow answer (the first after loading, another
+        program's moment) does not cut the next answers' sources: with a
+        running mean, one answer read in 10 s instead of 7 took the next
+        four from 900 tokens to 690-780 (bench/RESULTS.md)."""
         if stats is None or stats.prompt_tokens - stats.cached_tokens < 200:
             return
         observed = stats.prefill_tokens_per_s
-        current = self.prefill_rate()
-        if observed > 0:
-            self._prefill_rate = observed if not current else 0.5 * current + 0.5 * observed
+        if observed <= 0:
+            return
+        if not self._readings and self.prefill_rate():
+            self._readings.append(self.prefill_rate())
+        self._readings.append(observed)
+        if len(self._readings) >= 3 or not self.prefill_rate():
+            self._prefill_rate = statistics.median(self._readings)
 
     def budget(self, question: str) -> int:
         """Tokens for the sources: what the window leaves after the prompt,

@@ -211,6 +211,34 @@ def test_budget_follows_the_window_and_the_machine(library):
     assert slow.budget("q") == QAConfig().min_context_tokens
 
 
+
+def test_one_slow_answer_does_not_cut_the_next_ones_sources(library):
+    from types import SimpleNamespace
+
+    db, _ = library
+    backend = ExtractiveBackend(n_ctx=4096)
+    live = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=120.0,
+                    config=QAConfig(max_context_tokens=None))
+
+    def answered_at(rate: float) -> None:
+        live.observe_prefill(SimpleNamespace(prompt_tokens=900, cached_tokens=0,
+                                             prefill_tokens_per_s=rate))
+
+    steady = live.budget("q")
+    answered_at(85.0)                       # the first answer after loading, say
+    assert live.budget("q") == steady
+    answered_at(120.0)
+    answered_at(120.0)
+    assert live.budget("q") == steady
+    for _ in range(3):                      # the machine really is slower now
+        answered_at(80.0)
+    assert live.budget("q") == int(80.0 * 8.0) - backend.prompt_tokens(live.messages("", "q"))
+    answered_at(500.0)                      # a short prompt read from cache: ignored
+    live.observe_prefill(SimpleNamespace(prompt_tokens=900, cached_tokens=800,
+                                         prefill_tokens_per_s=5000.0))
+    assert live.prefill_rate() == 80.0
+
+
 def test_follow_up_uses_the_previous_question(library):
     db, _ = library
     qa = answerer(db, ExtractiveBackend(), context_tokens=400)
