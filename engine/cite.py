@@ -19,10 +19,9 @@ from storage import SegmentRecord
 from storage.records import CitationRecord
 
 from .code_units import named_units
-from .text import is_number, term_groups, terms
 from .select.base import Source
 from .sentences import answer_sentences, cited_labels, line_spans, strip_markers
-from .text import sentence_spans
+from .text import is_number, sentence_spans, term_groups, terms
 
 Embed = Callable[[list[str]], np.ndarray]
 # Given the cited segment and a span of its page text, better glyph boxes

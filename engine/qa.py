@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import statistics
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
