@@ -9,7 +9,7 @@ import re
 
 from storage import SegmentRecord
 
-from .select.code import base_name, called_names
+from .select.code import base_name, resolve_calls
 from .select.prune_code import CODE_KINDS
 
 
@@ -25,7 +25,8 @@ def mentions(text: str, name: str) -> bool:
 
 
 def named_units(text: str, segments: list[SegmentRecord]) -> set[int]:
-    """Ids of the code segments `text` names, with the units they call. A
+    """Ids of the code segments `text` names, with the functions they call
+    (resolved as code expansion resolves them, `resolve_calls`). A
     class named beside one of its methods (`Sniffer().sniff()`) gives way
     to the method: the question is about what the method does."""
     code = [s for s in segments if s.kind in CODE_KINDS and s.name and not s.name.startswith("<")]
@@ -33,12 +34,7 @@ def named_units(text: str, segments: list[SegmentRecord]) -> set[int]:
     methods = {base_name(s.name).rsplit(".", 1)[0] for s in named if "." in base_name(s.name)}
     named = [s for s in named if s.kind != "code-class" or base_name(s.name) not in methods]
     ids = {s.id for s in named}
-    by_last: dict[str, list[SegmentRecord]] = {}
-    for s in code:
-        by_last.setdefault(_last(s.name), []).append(s)
     for s in named:
-        if s.kind != "code-function":
-            continue
-        for callee, _ in called_names(s.text):
-            ids.update(c.id for c in by_last.get(callee, []) if c.kind == "code-function")
+        if s.kind == "code-function":
+            ids.update(c.id for c in resolve_calls(s, s.text, code))
     return ids

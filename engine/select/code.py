@@ -105,6 +105,31 @@ def called_names(text: str) -> list[tuple[str, bool]]:
     return list(out.items())
 
 
+def resolve_calls(seg: SegmentRecord, text: str,
+                  segments: list[SegmentRecord]) -> list[SegmentRecord]:
+    """The functions among `segments` that `text` (lines of function `seg`)
+    calls, in call order, each once: a method of `seg`'s own class for
+    `self.name(`, else a module-level function, else a method of any class
+    by that name when only one has it; an ambiguous name resolves to none."""
+    functions: dict[str, list[SegmentRecord]] = {}
+    for s in segments:
+        if s.kind == "code-function" and s.id != seg.id and s.name and not _PART.search(s.name):
+            functions.setdefault(s.name.rsplit(".", 1)[-1], []).append(s)
+    owner = class_of(seg)
+    found: list[SegmentRecord] = []
+    for name, on_self in called_names(text):
+        options = functions.get(name, [])
+        same_class = [s for s in options if owner and class_of(s) == owner]
+        module_level = [s for s in options if "." not in s.name]
+        if on_self:
+            pick = same_class or (options if len(options) == 1 else [])
+        else:
+            pick = module_level or (options if len(options) == 1 else [])
+        if len(pick) == 1 and all(f.id != pick[0].id for f in found):
+            found.append(pick[0])
+    return found
+
+
 def signature_ranges(text: str, count_tokens, max_tokens: int) -> list[tuple[int, int]]:
     """The first lines of a class header: always the line(s) through the
     class line, then more while they fit `max_tokens`, stopping at a member."""
@@ -197,26 +222,11 @@ class CodeExpand:
         when only one has it."""
         if self.max_callees <= 0 or cand.segment.kind != "code-function":
             return []
-        seg = cand.segment
-        functions: dict[str, list[SegmentRecord]] = {}
-        for s in doc:
-            if s.kind == "code-function" and s.id != seg.id and s.name and not _PART.search(s.name):
-                functions.setdefault(s.name.rsplit(".", 1)[-1], []).append(s)
-        owner = class_of(seg)
         found: list[SegmentRecord] = []
-        for name, on_self in called_names(cand.kept_text):
-            options = functions.get(name, [])
-            same_class = [s for s in options if owner and class_of(s) == owner]
-            module_level = [s for s in options if "." not in s.name]
-            if on_self:
-                pick = same_class or (options if len(options) == 1 else [])
-            else:
-                pick = module_level or (options if len(options) == 1 else [])
-            if len(pick) != 1 or any(f.id == pick[0].id for f in found):
+        for callee in resolve_calls(cand.segment, cand.kept_text, doc):
+            if ctx.count_tokens(callee.text) > self.callee_tokens:
                 continue
-            if ctx.count_tokens(pick[0].text) > self.callee_tokens:
-                continue
-            found.append(pick[0])
+            found.append(callee)
             if len(found) >= self.max_callees:
                 break
         return found
