@@ -226,6 +226,15 @@ def _group_recall(groups: list[list[str]], span_terms: frozenset[str],
     return hit / total
 
 
+def new_numbers(claim_terms: set[str], asked: frozenset[str]) -> set[str]:
+    """The numbers of three characters or more the claim adds to the question."""
+    return {t for t in claim_terms if is_number(t) and len(t) >= 3 and t not in asked}
+
+
+def _holds(numbers: set[str], asked: frozenset[str], span_terms: frozenset[str]) -> bool:
+    return bool(numbers) and numbers <= span_terms and bool((asked - numbers) & span_terms)
+
+
 def carries_numbers(claim_terms: set[str], asked: frozenset[str],
                     span_terms: frozenset[str]) -> bool:
     """The span holds every number of three characters or more that the
@@ -234,8 +243,7 @@ def carries_numbers(claim_terms: set[str], asked: frozenset[str],
     report row "2 BIN2 BS 665.34296 .08000 ." for "the optimal activity
     for the column BIN2 is shown as 665.34296" scored 0.417 against the
     0.42 threshold, and that right answer was withheld (dev-18)."""
-    numbers = {t for t in claim_terms if is_number(t) and len(t) >= 3 and t not in asked}
-    return bool(numbers) and numbers <= span_terms and bool((asked - numbers) & span_terms)
+    return _holds(new_numbers(claim_terms, asked), asked, span_terms)
 
 
 def _line_of(segment: SegmentRecord, offset: int) -> int | None:
@@ -352,11 +360,10 @@ class Citer:
             # often numbers the wrong source, so a hinted span wins only
             # within `hint_margin` of the best span anywhere.
             row = scores[index]
-            if config.exact_numbers:
-                claim_terms = set(terms(claim))
-                row = np.array([max(v, config.threshold)
-                                if carries_numbers(claim_terms, asked, s.terms) else v
-                                for v, s in zip(row, spans)])
+            numbers = new_numbers(set(terms(claim)), asked) if config.exact_numbers else set()
+            if numbers:         # carries_numbers, the claim's part worked out once
+                lifted = np.array([_holds(numbers, asked, s.terms) for s in spans])
+                row = np.where(lifted, np.maximum(row, config.threshold), row)
             boost = np.array([config.hint_margin if s.source.label in hinted else 0.0
                               for s in spans])
             # Code: the functions the question or the claim names (and the
