@@ -2,8 +2,6 @@
 citation boxes. Construction only; the logic lives in `engine`."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import sqlite_utils
@@ -13,33 +11,8 @@ from engine.qa import Answerer, QAConfig
 from engine.search import HybridSearcher
 from storage import embeddings
 
+from .machine_speeds import StoredPrefillSpeeds, prefill_key
 from .settings import Settings
-
-
-def prefill_key(info) -> str:
-    """What a stored prefill speed belongs to: the model file, the number
-    of CPUs and the llama.cpp build."""
-    from engine.backends.prefill_rate import build_id
-
-    return f"{info.name}:{info.file_size}:{os.cpu_count()}:{build_id()}"
-
-
-def _cached_prefill_rate(settings: Settings, backend) -> float | None:
-    """Prefill tokens/s of this model on this machine, measured once and
-    kept in the data dir, so every `folio ask` need not time it again."""
-    from engine.backends.prefill_rate import measure_prefill_rate
-
-    path = settings.home / "machine.json"
-    key = prefill_key(backend.info)
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if key not in cached:
-        cached[key] = measure_prefill_rate(backend)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cached, indent=1))
-    return cached[key]
 
 
 def load_answer_backend(settings: Settings, model: Path | None = None):
@@ -83,5 +56,13 @@ def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, 
                     embed=lambda texts: get_embedder().embed(texts),
                     config=qa_config(settings, context_tokens),
                     refine_boxes=WordBoxes(),
-                    prefill_rate=(lambda: _cached_prefill_rate(settings, backend))
+                    rate_memory=prefill_speeds(settings, backend)
                     if backend.info.backend == "llama.cpp" else None)
+
+
+def prefill_speeds(settings: Settings, backend) -> StoredPrefillSpeeds:
+    """The prefill speeds of this model on this machine, kept in the data dir."""
+    from engine.backends.prefill_rate import measure_prefill_rate
+
+    return StoredPrefillSpeeds(settings.home / "machine.json", prefill_key(backend.info),
+                               lambda: measure_prefill_rate(backend))

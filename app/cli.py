@@ -308,7 +308,7 @@ def ask(obj: Context, question: str, docs: tuple[str, ...], model: Path | None,
         conversation: int | None, as_json: bool) -> None:
     """Answer a question from the library, citing the spans it used."""
     from engine.backends import ModelError
-    from engine.answer_events import Done, Token
+    from engine.answer_events import Done, Revise, Token
     from engine.prompts import QuestionError, clean_question
     from engine.qa import QAConfig
     from storage import conversations
@@ -339,6 +339,9 @@ def ask(obj: Context, question: str, docs: tuple[str, ...], model: Path | None,
             if isinstance(event, Token) and not as_json:
                 click.echo(event.text, nl=False)
                 streamed = True
+            elif isinstance(event, Revise) and not as_json:
+                # what was printed cannot be taken back: the answer starts again below
+                click.echo(f"\n{event.text}", nl=False)
             elif isinstance(event, Done):
                 result = event.result
     except (QuestionError, ModelError) as exc:   # a clear message, not a traceback

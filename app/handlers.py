@@ -25,6 +25,7 @@ STAGE_WORDS = {
     "reading": "reading the sources",
     "writing": "writing",
     "citing": "finding the cited words",
+    "continuing": "the answer only repeated the question: going on",
 }
 
 
@@ -173,7 +174,7 @@ class Handlers:
     def ask(self, question: str, scope: list[int] | None, conversation_id: int | None,
             session: str):
         """Yields (chat HTML, conversation id) while the answer streams."""
-        from engine.answer_events import Done, Stage, Token
+        from engine.answer_events import Done, Revise, Stage, Token
         from engine.prompts import QuestionError, clean_question
         from engine.qa import QAConfig
 
@@ -194,6 +195,8 @@ class Handlers:
                     live.stage = STAGE_WORDS.get(event.name, event.name)
                     if event.detail and event.name in ("selecting", "reading", "waiting"):
                         live.stage += f" ({event.detail})"
+                elif isinstance(event, Revise):
+                    live.answer = event.text
                 elif isinstance(event, Token):
                     live.answer += event.text
                     live.stage = STAGE_WORDS["writing"]
@@ -272,7 +275,7 @@ class Handlers:
 
     def api_ask(self, question: str, document_ids: list[int] | None,
                 conversation_id: int | None):
-        from engine.answer_events import Done, Token
+        from engine.answer_events import Done, Revise, Token
 
         if not (question or "").strip():
             yield {"error": "the question is empty"}
@@ -281,8 +284,8 @@ class Handlers:
         for event in self.rt.answers.ask(question, document_ids=document_ids,
                                          conversation_id=conversation_id,
                                          session=f"api-{time.monotonic_ns()}"):
-            if isinstance(event, Token):
-                text += event.text
+            if isinstance(event, (Token, Revise)):
+                text = event.text if isinstance(event, Revise) else text + event.text
                 yield {"status": "writing", "answer": text}
             elif isinstance(event, Done):
                 result = event.result.to_json()

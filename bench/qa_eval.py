@@ -111,10 +111,11 @@ def build(settings, db, backend, mode: str, budget: int | None):
         answerer.citer = MarkerCiter()
         answerer.config.name_code_places = False     # as common local RAG apps answer
         answerer.config.contrast = False             # plain greedy decoding, likewise
+        answerer.config.go_on = False                # a restated question is declined
         return answerer
     pipeline = default_pipeline()
     off = set(mode[1:].split("+")) if mode.startswith("-") else set()  # "-prune", "-rerank+prune"
-    answer_side = {"places", "contrast"}
+    answer_side = {"places", "contrast", "go_on"}
     if off - answer_side:
         pipeline = pipeline.without(*(off - answer_side))
     answerer = build_answerer(settings, db, backend, pipeline=pipeline, context_tokens=budget)
@@ -122,6 +123,8 @@ def build(settings, db, backend, mode: str, budget: int | None):
     # "-contrast": plain greedy decoding instead of context-aware (backends/contrast.py)
     answerer.config.name_code_places = "places" not in off
     answerer.config.contrast = "contrast" not in off
+    # "-go_on": an answer that only restates the question is declined, not continued
+    answerer.config.go_on = "go_on" not in off
     return answerer
 
 
@@ -158,13 +161,10 @@ def check_adaptive_budget(settings, backend) -> float:
     """The prefill speed the adaptive budget follows, as stored for this model
     on this machine; measuring it needs the weights, so without a stored
     value retrieval-only asks for a fixed --context."""
-    from app.assistant import prefill_key
+    from app.machine_speeds import prefill_key, stored_prefill_rate
 
     key = prefill_key(backend.info)
-    try:
-        rate = json.loads((settings.home / "machine.json").read_text()).get(key)
-    except (OSError, ValueError):
-        rate = None
+    rate = stored_prefill_rate(settings.home / "machine.json", key)
     if not rate:
         raise SystemExit(f"no measured prefill speed for {key} in {settings.home / 'machine.json'}:"
                          " run one answer with this home first, or pass --context N")

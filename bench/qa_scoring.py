@@ -109,6 +109,8 @@ def score_item(item: dict, result, doc_id: int) -> dict:
            "ttft_s": result.ttft_s, "total_s": result.total_s,
            "context_tokens": result.context_tokens, "prompt_tokens": result.prompt_tokens,
            "sources": len(result.sources)}
+    if getattr(result, "continued_from", ""):   # a restatement, continued (qa.py go_on)
+        row["continued_from"] = result.continued_from
     if unanswerable:
         row["answer_ok"] = result.declined
         row["retrieval_hit"] = row["evidence_hit"] = row["citation_ok"] = None

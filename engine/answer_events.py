@@ -11,12 +11,20 @@ from .select.base import Source
 
 @dataclass
 class Stage:
-    name: str                       # "rewriting", "searching", "selecting", "reading", "writing", "citing"
+    name: str       # "rewriting", "searching", "selecting", "reading", "writing", "citing", "continuing"
     detail: str = ""
 
 
 @dataclass
 class Token:
+    text: str
+
+
+@dataclass
+class Revise:
+    """The answer streamed so far now reads `text`, and the `Token`s that
+    follow continue it: an answer that only restated the question is
+    continued (`Answerer.go_on`)."""
     text: str
 
 
@@ -64,6 +72,8 @@ class AnswerResult:
     conversation_id: int | None = None
     turn_id: int | None = None
     kv: dict | None = None          # sparse backend: documents read, cache builds, tokens
+    continued_from: str = ""        # the answer as first written, when it only restated
+                                    # the question and was continued (Answerer.go_on)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,7 +84,7 @@ class Done:
     result: AnswerResult
 
 
-Event = Stage | Token | Done
+Event = Stage | Token | Revise | Done
 
 
 def source_usage(source: Source) -> SourceUsage:

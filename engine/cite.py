@@ -30,6 +30,7 @@ Embed = Callable[[list[str]], np.ndarray]
 BoxRefiner = Callable[[SegmentRecord, int, int], "list[list[float]] | None"]
 
 DECLINE_TEXT = "I could not find this in the documents."
+RESTATED = "the answer only restates the question"     # a decline's reason
 # Phrases a model uses to give up. The strong ones always are a decline;
 # the weak ones only when the sources or the model itself are what the
 # phrase is said of: "if a key is not found in fieldnames, it raises
@@ -388,8 +389,7 @@ class Citer:
                     citations.append(record)
         if not any(s.supported and s.citations for s in sentences):
             if empty and empty == sum(len(terms(c)) >= config.min_terms for c in claims):
-                return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True,
-                                   "the answer only restates the question")
+                return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True, RESTATED)
             return CitedAnswer(DECLINE_TEXT, answer, sentences, [], True,
                                "no sentence of the answer is supported by the sources")
         return CitedAnswer(answer, answer, sentences, citations, False)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import sqlite_utils
@@ -23,8 +23,8 @@ from storage import SegmentRecord
 from storage import conversations as chats
 from storage import segments as segment_store
 
-from .answer_events import AnswerResult, Done, Event, Stage, Token, source_usage
-from .cite import CitedAnswer, Citer, CiteConfig
+from .answer_events import AnswerResult, Done, Event, Revise, Stage, Token, source_usage
+from .cite import RESTATED, CitedAnswer, Citer, CiteConfig
 from .followup import leans_on_history, search_query
 from .locate import PLACE_PROMPT, Locator
 from .prompts import (SPARSE_SYSTEM_PROMPT, QuestionError, answer_messages, clean_question,
@@ -55,12 +55,16 @@ class QAConfig:
     name_code_places: bool = True    # a where-question about code ends with its place (locate.py)
     contrast: bool = True            # decode against the question alone, where the backend
                                      # can (context-aware decoding, backends/contrast.py)
+    go_on: bool = True               # an answer that only restates the question is continued
 
 
 def search_query_for(question: str, history: list[str]) -> str:
     """A standalone search query without a model: a follow-up that leans on
     earlier turns ("and its default?") borrows the previous question's terms."""
     return search_query(question, history).query
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
 
 
 def repeating(text: str, times: int = 3) -> bool:
@@ -74,6 +78,17 @@ def repeating(text: str, times: int = 3) -> bool:
     return len(set(tail)) == 1 and len(tail[0]) > 8
 
 
+class RateMemory(Protocol):
+    """Where the prefill speeds of earlier answers are kept between runs (the
+    app: `machine.json` in the data dir, app/machine_speeds.py)."""
+
+    def load(self) -> list[float]:
+        """The kept readings, oldest first (measured once when there are none)."""
+
+    def save(self, readings: list[float]) -> None:
+        """Keep these readings; failing to is not an error of the answer."""
+
+
 class Answerer:
     """Answers questions over the library with one backend and one pipeline."""
 
@@ -81,7 +96,7 @@ class Answerer:
                  pipeline, *, embed: Callable[[list[str]], np.ndarray] | None = None,
                  config: QAConfig | None = None, cite_config: CiteConfig | None = None,
                  refine_boxes=None, prefill_rate: Callable[[], float] | float | None = None,
-                 citer: Citer | None = None):
+                 rate_memory: RateMemory | None = None, citer: Citer | None = None):
         self.db = db
         self.backend = backend
         self.searcher = searcher
@@ -91,10 +106,17 @@ class Answerer:
         self.citer = citer or Citer(cite_config, embed=embed, refine=refine_boxes)
         self._prefill_rate = prefill_rate
         self._readings: deque[float] = deque(maxlen=max(1, self.config.prefill_window))
+        self._memory = rate_memory          # read at the first budget, written after answers
         self._lock = threading.Lock()     # one generation at a time per backend
 
     # -- budget ---------------------------------------------------------
     def prefill_rate(self) -> float | None:
+        if self._memory is not None and self._prefill_rate is None and not self._readings:
+            stored = [r for r in self._memory.load() if r > 0]
+            self._readings.extend(stored[-self._readings.maxlen:])
+            if self._readings:      # as observe_prefill: one reading alone moves nothing
+                self._prefill_rate = statistics.median(self._readings) \
+                    if len(self._readings) >= 3 else self._readings[0]
         if callable(self._prefill_rate):
             self._prefill_rate = float(self._prefill_rate())
         return self._prefill_rate
@@ -106,17 +128,22 @@ class Answerer:
         itself, and one slow answer (the first after loading, another
         program's moment) does not cut the next answers' sources: with a
         running mean, one answer read in 10 s instead of 7 took the next
-        four from 900 tokens to 690-780 (bench/RESULTS.md)."""
+        four from 900 tokens to 690-780 (bench/RESULTS.md). With a
+        `rate_memory` the readings outlive the process: the next run, or the
+        next one-question `folio ask`, starts from them."""
         if stats is None or stats.prompt_tokens - stats.cached_tokens < 200:
             return
         observed = stats.prefill_tokens_per_s
         if observed <= 0:
             return
-        if not self._readings and self.prefill_rate():
-            self._readings.append(self.prefill_rate())
+        rate = self.prefill_rate()          # the stored readings, when kept, come first
+        if not self._readings and rate:
+            self._readings.append(rate)
         self._readings.append(observed)
-        if len(self._readings) >= 3 or not self.prefill_rate():
+        if len(self._readings) >= 3 or not rate:
             self._prefill_rate = statistics.median(self._readings)
+        if self._memory is not None:
+            self._memory.save(list(self._readings))
 
     def budget(self, question: str) -> int:
         """Tokens for the sources: what the window leaves after the prompt,
@@ -306,6 +333,12 @@ class Answerer:
         yield Stage("citing")
         attention = self.attention_by_label(selection)
         cited: CitedAnswer = self.citer.cite(raw, selection.sources, attention, question)
+        first = ""
+        if cited.reason == RESTATED and status == "done" and self.config.go_on:
+            continued = yield from self.go_on(messages, raw, question, selection, attention,
+                                              stop_event)
+            if continued is not None:
+                first, (raw, cited) = raw, continued
         if self.config.name_code_places:
             locator = Locator(self.citer, self.place_chooser(messages, raw))
             place = locator.add(question, cited, selection.sources)
@@ -327,11 +360,53 @@ class Answerer:
             ttft_s=round(ttft, 3), total_s=round(time.perf_counter() - started, 3),
             prompt_tokens=prompt_tokens, answer_tokens=self.backend.count_tokens(raw) if raw else 0,
             model=self.backend.info.name, status=status,
-            kv=self.kv_report() if selection.sources else None)
+            kv=self.kv_report() if selection.sources else None, continued_from=first)
         if attention:
             for usage in result.sources:
                 usage.attention = round(attention.get(usage.label, 0.0), 4)
         return result
+
+    def go_on(self, messages: list[dict], raw: str, question: str, selection: Selection,
+              attention: dict[int, float] | None, stop_event: threading.Event | None):
+        """Continue an answer that only restated the question, after a
+        comma: "The cluster configuration file should live on a Unix
+        machine." stopped where the answer begins, and the default model
+        goes on with ", under the standard location $HOME/.dynare." (dev-11).
+        Asked again in the chat, it repeats itself word for word. Only that
+        sentence is completed, and cited like any answer: returns the text
+        and its `CitedAnswer` when supported, else None and the decline
+        stands. Yields the `Revise` and `Token` events of the continuation."""
+        reply = raw.rstrip()
+        reply = (reply[:-1] if reply.endswith(".") else reply) + ","
+        left = self.config.answer_tokens - self.backend.count_tokens(raw)
+        if left < 8:
+            return None
+        contrast = question_alone(question) if self.contrastive else None
+        pieces: list[str] = []
+        with self._lock:
+            stream = self.backend.continue_reply(messages, reply, left, stop_event, contrast)
+            if stream is None:
+                return None
+            yield Stage("continuing", RESTATED)
+            yield Revise(reply)
+            for piece in stream:
+                # one sentence: the one that restated the question, completed
+                # (past it the default model drifts into what it knows)
+                so_far = "".join(pieces)
+                end = _SENTENCE_END.search(so_far + piece)
+                if end:
+                    piece = (so_far + piece)[len(so_far):end.end()]
+                pieces.append(piece)
+                if piece:
+                    yield Token(piece)
+                if end:
+                    stream.close()
+                    break
+        if stop_event is not None and stop_event.is_set():
+            return None                 # half a sentence is no answer
+        text = (reply + "".join(pieces)).strip()
+        cited = self.citer.cite(text, selection.sources, attention, question)
+        return None if cited.declined else (text, cited)
 
     def place_chooser(self, messages: list[dict], answer: str):
         """How the model picks the place its answer is about (locate.py):
@@ -354,7 +429,7 @@ class Answerer:
         metadata = {k: v for k, v in result.to_json().items()
                     if k in ("sources", "budget", "context_tokens", "steps", "ttft_s",
                              "total_s", "prompt_tokens", "answer_tokens", "sentences",
-                             "raw_text", "reason", "kv")}
+                             "raw_text", "reason", "kv", "continued_from")}
         chats.finish_turn(self.db, result.turn_id, answer=result.text,
                           declined=result.declined, metadata=metadata,
                           citations=result.citations, status=result.status)

@@ -288,3 +288,24 @@ def test_options_are_scored_as_the_continuation_of_the_reply(tiny):
     after = "".join(tiny.stream(chat, max_tokens=12))
     llm.reset()
     assert "".join(tiny.stream(chat, max_tokens=12)) == after
+
+
+@pytest.mark.slow
+def test_a_reply_is_continued_from_the_cache(tiny):
+    """What follows the assistant's reply so far: the chat and the reply just
+    read are reused whole, and the text is the one a fresh model continues
+    with (qa.py continues an answer that only restated the question)."""
+    chat = [{"role": "system", "content": "The reservoir in the east is called Lindqvist."},
+            {"role": "user", "content": "What is the reservoir in the east called?"}]
+    answer = "".join(tiny.stream(chat, max_tokens=16))
+    reply = "The reservoir in the east is called"
+    continued = "".join(tiny.continue_reply(chat, reply, max_tokens=8))
+    assert continued.strip()
+    assert tiny.last_stats.cached_tokens >= tiny.prompt_tokens(chat)   # only the reply read
+    tiny._model().reset()
+    assert "".join(tiny.continue_reply(chat, reply, max_tokens=8)) == continued
+    assert tiny.last_stats.cached_tokens == 0
+    # a reply past the window is refused, not half-read
+    assert tiny.continue_reply(chat, "word " * 2000, max_tokens=8) is None
+    # and the next answer is the one a fresh model gives
+    assert "".join(tiny.stream(chat, max_tokens=16)) == answer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from app.assistant import prefill_key
+from app.machine_speeds import prefill_key
 from engine.backends.base import ModelInfo
 
 INFO = ModelInfo(Path("/m.gguf"), "qwen", "llama.cpp", 4096, 32768, 491_400_064)

@@ -139,6 +139,13 @@ class Backend(ABC):
         things without writing free text. None: this backend cannot score."""
         return None
 
+    def continue_reply(self, messages: Sequence[ChatMessage], reply: str, max_tokens: int,
+                       stop_event: threading.Event | None = None,
+                       contrast: Sequence[ChatMessage] | None = None) -> Iterator[str] | None:
+        """Generate, piece by piece, what follows `reply` (the assistant's
+        turn so far) in the chat. None: this backend cannot continue a reply."""
+        return None
+
     @abstractmethod
     def stop(self) -> None:
         """Ask a running `stream` (in another thread) to finish soon."""

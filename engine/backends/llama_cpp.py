@@ -212,9 +212,28 @@ class LlamaCppBackend(Backend):
                 alone = None
         return self._generate(tokens, max(1, max_tokens), temperature, stop_event, alone)
 
+    def continue_reply(self, messages: Sequence[ChatMessage], reply: str, max_tokens: int,
+                       stop_event: threading.Event | None = None,
+                       contrast: Sequence[ChatMessage] | None = None) -> Iterator[str] | None:
+        """Greedy text that follows `reply` in the assistant's turn. The chat
+        and the reply were just read (the answer being continued), so all of
+        that prefix is reused from the cache, not only whole blocks: only the
+        reply's new last tokens are read. None: it does not fit the window."""
+        extra = self._model().tokenize(reply.encode("utf-8"), add_bos=False, special=False)
+        tokens = self.chat_tokens(messages) + extra
+        if len(tokens) + 1 >= self.n_ctx:
+            return None
+        alone = None
+        if contrast is not None and self.contrastive:
+            alone = self.chat_tokens(contrast) + extra
+            if len(alone) + max_tokens > self.config.contrast_ctx:
+                alone = None
+        return self._generate(tokens, max(1, max_tokens), 0.0, stop_event, alone,
+                              whole_blocks=False)
+
     def _generate(self, tokens: list[int], max_tokens: int, temperature: float,
                   stop_event: threading.Event | None,
-                  alone: list[int] | None = None) -> Iterator[str]:
+                  alone: list[int] | None = None, whole_blocks: bool = True) -> Iterator[str]:
         with self._lock:
             self._stop.clear()
 
@@ -223,7 +242,8 @@ class LlamaCppBackend(Backend):
 
             run = _Run(start=time.perf_counter(), prompt_tokens=len(tokens))
             try:
-                yield from self._run(tokens, max_tokens, temperature, stopped, run, alone)
+                yield from self._run(tokens, max_tokens, temperature, stopped, run, alone,
+                                     whole_blocks)
             except ModelError:
                 raise
             except RuntimeError as exc:       # llama_decode failures and the like
@@ -234,11 +254,12 @@ class LlamaCppBackend(Backend):
                 self.last_stats = run.stats()
 
     def _run(self, tokens: list[int], max_tokens: int, temperature: float,
-             stopped, run: "_Run", alone: list[int] | None = None) -> Iterator[str]:
+             stopped, run: "_Run", alone: list[int] | None = None,
+             whole_blocks: bool = True) -> Iterator[str]:
         import llama_cpp
 
         llm = self._model()
-        run.cached = self._prefill(tokens, stopped)
+        run.cached = self._prefill(tokens, stopped, whole_blocks)
         run.prefill_end = time.perf_counter()
         if stopped():
             run.reason = "stopped"
