@@ -1,15 +1,19 @@
 """Does the same prompt give the same logits whatever the KV cache held
-before? Reusing a cached prefix of any length vs in whole prefill blocks
-(the default), side by side in one run, same model and prompts.
+before? Reusing a cached prefix of any length, in whole prefill blocks
+from the start, or the instructions as a block of their own and whole
+blocks after them (the default), side by side in one run, same model and
+prompts.
 
     python bench/prefill_determinism.py --model /tmp/folio_models/qwen.gguf
 
 For each reuse rule, a long prompt P is read (1) with an empty cache,
 (2) after a prompt Q that shares its first half, (3) right after itself
-(all but the last token cached). The table gives the largest difference
-of the next-token logits between (1) and (2), and (1) and (3), whether the
-greedy token is the same, and the prefill speed of a fresh read. Greedy
-decoding follows the logits, so any difference can change an answer.
+(all but the last token cached), (4) after a prompt R with the same
+instructions and other sources, the usual next question. The table gives
+the tokens reused, the largest difference of the next-token logits
+between (1) and each of the others, whether the greedy token is the same,
+and the prefill speed of a fresh read. Greedy decoding follows the
+logits, so any difference can change an answer.
 """
 from __future__ import annotations
 
@@ -35,36 +39,46 @@ def chats(words: int) -> tuple[list[dict], list[dict]]:
     p = [{"role": "system", "content": f"Answer from the sources.\n\n[1] {body} Alpha."}, question]
     q = [{"role": "system", "content": f"Answer from the sources.\n\n[1] {body[:len(body) // 2]} "
                                        "Beta gamma."}, {"role": "user", "content": "What else?"}]
-    return p, q
+    r = [{"role": "system", "content": "Answer from the sources.\n\n[1] Delta epsilon. " + body},
+         {"role": "user", "content": "What else?"}]
+    return p, q, r
 
 
-def logits_after(backend, chat, whole_blocks: bool) -> tuple[np.ndarray, int, float]:
+def logits_after(backend, chat, whole_blocks: bool,
+                 lead: bool) -> tuple[np.ndarray, int, float]:
     llm = backend._model()
     tokens = backend.chat_tokens(chat)
     start = time.perf_counter()
     with backend._lock:
-        reused = backend._prefill(tokens, lambda: False, whole_blocks=whole_blocks)
+        reused = backend._prefill(tokens, lambda: False, whole_blocks=whole_blocks,
+                                  lead=backend._lead(chat, tokens) if lead else 0)
     elapsed = time.perf_counter() - start
     row = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
     return row, reused, (len(tokens) - reused) / elapsed
 
 
 def measure(backend, words: int = 600) -> list[dict]:
-    """One row per reuse rule: P fresh, P after Q, P after itself."""
-    p, q = chats(words)
+    """One row per reuse rule: P fresh, after Q, after itself, after R."""
+    p, q, r = chats(words)
     rows = []
-    for name, whole in (("whole blocks (default)", True), ("any prefix", False)):
+    for name, whole, lead in (("instructions, then whole blocks (default)", True, True),
+                              ("whole blocks from the start", True, False),
+                              ("any prefix", False, False)):
         backend._model().reset()
-        fresh, _, speed = logits_after(backend, p, whole)
-        logits_after(backend, q, whole)
-        after_q, reused_q, _ = logits_after(backend, p, whole)
-        again, reused_p, _ = logits_after(backend, p, whole)
+        fresh, _, speed = logits_after(backend, p, whole, lead)
+        logits_after(backend, q, whole, lead)
+        after_q, reused_q, _ = logits_after(backend, p, whole, lead)
+        again, reused_p, _ = logits_after(backend, p, whole, lead)
+        logits_after(backend, r, whole, lead)
+        after_r, reused_r, _ = logits_after(backend, p, whole, lead)
         rows.append({
             "reuse": name, "prompt_tokens": backend.prompt_tokens(p),
-            "reused_after_q": reused_q, "reused_again": reused_p,
+            "reused_after_q": reused_q, "reused_again": reused_p, "reused_after_r": reused_r,
             "max_diff_after_q": float(np.abs(fresh - after_q).max()),
             "max_diff_again": float(np.abs(fresh - again).max()),
-            "same_greedy_token": bool(fresh.argmax() == after_q.argmax() == again.argmax()),
+            "max_diff_after_r": float(np.abs(fresh - after_r).max()),
+            "same_greedy_token": bool(fresh.argmax() == after_q.argmax() == again.argmax()
+                                      == after_r.argmax()),
             "fresh_prefill_tok_s": round(speed, 1)})
     return rows
 

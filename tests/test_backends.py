@@ -109,6 +109,59 @@ def test_a_prompt_is_read_in_the_same_blocks_whatever_the_cache_holds(tiny, monk
 
 
 @pytest.mark.slow
+def test_the_instructions_are_a_block_of_their_own_and_reused(tiny, monkeypatch):
+    """The system message's first paragraph (the instructions, the same in
+    every answer) is read as one block, then the prompt in whole blocks
+    after it: the next answer, over other sources, reuses the instructions
+    and reads the same blocks it would read fresh."""
+    monkeypatch.setattr(tiny.config, "prefill_block", 16)
+    llm = tiny._model()
+    reads: list[tuple[int, int]] = []
+    original = llm.eval
+
+    def recording(batch):
+        reads.append((llm.n_tokens, len(batch)))
+        return original(batch)
+
+    monkeypatch.setattr(llm, "eval", recording)
+    rules = "Answer the question from the numbered sources only, and cite them like [1]."
+
+    def chat(sources: str) -> list[dict]:
+        return [{"role": "system", "content": f"{rules}\n\n{sources}"},
+                {"role": "user", "content": "Which river passes the mill?"}]
+
+    first = chat(" ".join(f"[{k}] River {k} flows north past the old mill." for k in range(6)))
+    second = chat(" ".join(f"[{k}] Lake {k} is cold in the spring." for k in range(6)))
+    tokens, other = tiny.chat_tokens(first), tiny.chat_tokens(second)
+    lead = tiny._lead(first, tokens)
+    assert lead == tiny._lead(second, other) > 0
+    assert tokens[:lead] == tiny.chat_tokens(chat(""))[:lead] == other[:lead]
+    assert tiny._lead(CHAT, tiny.chat_tokens(CHAT)) == 0      # no paragraph: no lead
+
+    def prompt_reads(n: int) -> list[tuple[int, int]]:
+        return [r for r in reads if r[0] < n]
+
+    llm.reset()
+    reads.clear()
+    list(tiny.stream(second, max_tokens=1))
+    fresh = prompt_reads(len(other))
+    assert fresh == [(0, lead)] + [(i, min(16, len(other) - i))
+                                   for i in range(lead, len(other), 16)]
+    answer = "".join(tiny.stream(second, max_tokens=8))
+    list(tiny.stream(first, max_tokens=1))
+    common = next(i for i, (a, b) in enumerate(zip(tokens, other)) if a != b)
+    expected = tiny.cached_tokens(second)
+    assert expected == lead + llama_backend.block_floor(common - lead, 16)
+    reads.clear()
+    assert "".join(tiny.stream(second, max_tokens=8)) == answer
+    assert tiny.last_stats.cached_tokens == expected          # what the budget was told
+    assert prompt_reads(len(other)) == [r for r in fresh if r[0] >= expected]
+    # a cache read with another lead is not reused at all
+    list(tiny.stream(CHAT, max_tokens=1))
+    assert tiny.cached_tokens(second) == 0
+
+
+@pytest.mark.slow
 def test_stop_event_ends_generation_early(tiny):
     stop = threading.Event()
     pieces = []
