@@ -379,7 +379,7 @@ class Answerer:
         reply = raw.rstrip()
         reply = (reply[:-1] if reply.endswith(".") else reply) + ","
         left = self.config.answer_tokens - self.backend.count_tokens(raw)
-        if left < 8:
+        if left < 8 or not hasattr(self.backend, "continue_reply"):
             return None
         contrast = question_alone(question) if self.contrastive else None
         pieces: list[str] = []
