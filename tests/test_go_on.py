@@ -130,3 +130,24 @@ def test_the_cli_shows_the_answer_again_with_its_continuation(tmp_path, monkeypa
     assert lines[0].strip() == RESTATEMENT
     assert lines[1] == RESTATEMENT[:-1] + ", namely the Lindqvist reservoir."
     assert any(line.startswith("[1] notes.md") and "Lindqvist" in line for line in lines)
+
+
+def test_the_browser_and_the_api_show_the_revised_answer():
+    """The live answer is replaced by the revision, not appended to it."""
+    from types import SimpleNamespace
+
+    from app.handlers import Handlers
+
+    events = [Stage("reading"), Token("The file should "), Token("live on Unix."),
+              Stage("continuing", RESTATED), Revise("The file should live on Unix,"),
+              Token(" under $HOME/.dynare.")]
+    rt = SimpleNamespace(answers=SimpleNamespace(ask=lambda question, **kw: iter(events)))
+    handlers = Handlers(rt)
+    api = [update["answer"] for update in handlers.api_ask("Where?", None, None)]
+    assert api == ["The file should ", "The file should live on Unix.",
+                   "The file should live on Unix,",
+                   "The file should live on Unix, under $HOME/.dynare."]
+    pages = [page for page, _ in handlers.ask("Where?", None, None, "s")]
+    revised = next(page for page in pages if "live on Unix," in page)
+    assert "live on Unix.The file" not in revised
+    assert all("live on Unix.The file" not in page for page in pages)
