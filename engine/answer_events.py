@@ -11,7 +11,8 @@ from .select.base import Source
 
 @dataclass
 class Stage:
-    name: str       # "rewriting", "searching", "selecting", "reading", "writing", "citing", "continuing"
+    name: str   # "rewriting", "searching", "selecting", "reading", "writing", "citing",
+                # "continuing"
     detail: str = ""
 
 

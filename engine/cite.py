@@ -18,51 +18,18 @@ import numpy as np
 from storage import SegmentRecord
 from storage.records import CitationRecord
 
+from .citation_record import BoxRefiner, citation_for
 from .code_units import named_units
+from .declines import looks_declined, restates
 from .select.base import Source
 from .sentences import answer_sentences, cited_labels, line_spans, strip_markers
-from .text import is_number, sentence_spans, term_groups, terms
+from .support import holds_numbers, new_numbers, term_recall, word_recall
+from .text import sentence_spans, term_groups, terms
 
 Embed = Callable[[list[str]], np.ndarray]
-# Given the cited segment and a span of its page text, better glyph boxes
-# (the app supplies one that reads pymupdf's word positions); None keeps the
-# boxes interpolated from the stored line boxes.
-BoxRefiner = Callable[[SegmentRecord, int, int], "list[list[float]] | None"]
 
 DECLINE_TEXT = "I could not find this in the documents."
 RESTATED = "the answer only restates the question"     # a decline's reason
-# Phrases a model uses to give up. The strong ones always are a decline;
-# the weak ones only when the sources or the model itself are what the
-# phrase is said of: "if a key is not found in fieldnames, it raises
-# ValueError" explains code, and so does "the input string does not contain
-# enough characters to complete the document" (dev-26): the document there
-# is a JSON document, and the string is what lacks something.
-_DECLINE_STRONG = re.compile(
-    r"\b(?:(?:is|are) not (?:mentioned|specified|stated|discussed|covered)|"
-    r"no (?:information|mention|details?)|cannot (?:find|answer|be determined)|"
-    r"can't (?:find|answer)|could not find|couldn't find|unable to (?:find|answer|determine)|"
-    r"not (?:enough|sufficient) information|i don't know|i do not know)\b", re.I)
-_DECLINE_WEAK = re.compile(
-    r"\b(?:(?:do|does|did)(?: not|n't) (?:contain|mention|say|provide|specify|include|state|"
-    r"discuss|describe|cover|have)|(?:is|are) not (?:provided|given|included|found|available)|"
-    r"cannot determine|can't determine)\b", re.I)
-_ABOUT_SOURCES = re.compile(
-    r"\b(?:sources?|documents?|context|text|excerpts?|passages?|information|manual|paper|"
-    r"i|we)\b", re.I)
-_PASSIVE = re.compile(r"^(?:is|are)\b", re.I)
-
-
-def _gives_up(sentence: str) -> bool:
-    """A weak phrase with the sources (or "I") as its subject, in the few
-    words before it ("The provided text does not mention"), or after a
-    passive one ("This is not given in the sources")."""
-    for match in _DECLINE_WEAK.finditer(sentence):
-        subject = " ".join(sentence[:match.start()].split()[-3:])
-        if _ABOUT_SOURCES.search(subject):
-            return True
-        if _PASSIVE.match(match.group(0)) and _ABOUT_SOURCES.search(sentence[match.end():]):
-            return True
-    return False
 
 
 @dataclass
@@ -125,29 +92,6 @@ def in_references(segment: SegmentRecord) -> bool:
     return bool(segment.section) and bool(_REFERENCES.match(segment.section[-1]))
 
 
-# A sentence that only restates the question still answers it when it takes
-# a side: "Yes, X supports Y" or "X does not support Y".
-_POLARITY = re.compile(r"\b(?:yes|no|not|never|none|nothing|cannot|can't|doesn't|don't|"
-                       r"isn't|aren't|won't|didn't|wasn't|weren't)\b", re.I)
-
-
-def restates(claim: str, question_terms: frozenset[str]) -> bool:
-    """The claim adds no term to the question and takes no side: "The
-    configuration file should live on a Unix machine" for "Where should the
-    configuration file live on a Unix machine?" asserts nothing, however well
-    the sources match its words."""
-    return bool(question_terms) and not _POLARITY.search(claim) \
-        and set(terms(claim)) <= question_terms
-
-
-def looks_declined(text: str) -> bool:
-    """The model said the sources do not hold the answer."""
-    for a, b in answer_sentences(text) or [(0, len(text))]:
-        sentence = text[a:b]
-        if _DECLINE_STRONG.search(sentence) or _gives_up(sentence):
-            return True
-    return False
-
 
 def layout_joined(text: str, sentences: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sentences a blank line cut in two, whole again: PDF lines set far
@@ -187,111 +131,6 @@ def _source_spans(source: Source) -> list[_Span]:
     return spans
 
 
-def _lexical(sentence_terms: list[str], span_terms: frozenset[str],
-             given: frozenset[str] = frozenset(), novel_weight: float = 1.0) -> float:
-    """Weighted recall of the sentence's terms in the span. Numbers count
-    double (a wrong number is the costliest unsupported claim), and so do
-    terms the question did not already hold: "ratio() returns 1.0 when both
-    are empty" restates the question but for "1.0", and the span that
-    supports it is the one holding 1.0, not a docstring that repeats the
-    question's words."""
-    if not sentence_terms:
-        return 0.0
-    weights = [(2.0 if is_number(t) else 1.0) * (1.0 if t in given else novel_weight)
-               for t in sentence_terms]
-    hit = sum(w for t, w in zip(sentence_terms, weights) if t in span_terms)
-    return hit / sum(weights)
-
-
-def _group_recall(groups: list[list[str]], span_terms: frozenset[str],
-                  given: frozenset[str] = frozenset(), novel_weight: float = 1.0) -> float:
-    """Weighted recall of the claim's words in the span, a word at a time:
-    an identifier counts once, whole when the span has it, else by the
-    share of its parts there. Counting `SequenceMatcher` as three terms
-    (sequence, matcher, itself) let any line that builds one outweigh the
-    line that returns the claimed value (dev-23). Numbers count double,
-    and so do words the question did not already hold."""
-    if not groups:
-        return 0.0
-    hit = total = 0.0
-    for group in groups:
-        weight = (2.0 if is_number(group[0]) else 1.0) * \
-            (1.0 if set(group) <= given else novel_weight)
-        if len(group) > 1 and group[-1] in span_terms:
-            credit = 1.0
-        else:
-            parts = group[:-1] if len(group) > 1 else group
-            credit = sum(t in span_terms for t in parts) / len(parts)
-        hit += weight * credit
-        total += weight
-    return hit / total
-
-
-def new_numbers(claim_terms: set[str], asked: frozenset[str]) -> set[str]:
-    """The numbers of three characters or more the claim adds to the question."""
-    return {t for t in claim_terms if is_number(t) and len(t) >= 3 and t not in asked}
-
-
-def _holds(numbers: set[str], asked: frozenset[str], span_terms: frozenset[str]) -> bool:
-    return bool(numbers) and numbers <= span_terms and bool((asked - numbers) & span_terms)
-
-
-def carries_numbers(claim_terms: set[str], asked: frozenset[str],
-                    span_terms: frozenset[str]) -> bool:
-    """The span holds every number of three characters or more that the
-    claim adds to the question, beside a word of the question. A number
-    copied exactly is support in itself where the embedding says little: a
-    report row "2 BIN2 BS 665.34296 .08000 ." for "the optimal activity
-    for the column BIN2 is shown as 665.34296" scored 0.417 against the
-    0.42 threshold, and that right answer was withheld (dev-18)."""
-    return _holds(new_numbers(claim_terms, asked), asked, span_terms)
-
-
-def _line_of(segment: SegmentRecord, offset: int) -> int | None:
-    if segment.line_start is None:
-        return None
-    return segment.line_start + segment.text.count("\n", 0, offset)
-
-
-def interpolated_boxes(segment: SegmentRecord, start: int, end: int) -> list[list[float]]:
-    """Boxes of page-text span [start, end) from the stored line boxes: whole
-    lines inside it, and the covered fraction of lines it cuts."""
-    boxes = []
-    for box in segment.boxes:
-        lo, hi = max(start, box.start), min(end, box.end)
-        if lo >= hi:
-            continue
-        length = max(1, box.end - box.start)
-        width = box.x1 - box.x0
-        x0 = box.x0 + width * (lo - box.start) / length
-        x1 = box.x0 + width * (hi - box.start) / length
-        boxes.append([round(x0, 2), round(box.y0, 2), round(x1, 2), round(box.y1, 2)])
-    return boxes
-
-
-def citation_for(source: Source, start: int, end: int, sentence: int, score: float,
-                 refine: BoxRefiner | None = None) -> CitationRecord | None:
-    """A citation record for span [start, end) of a source's text (the first
-    segment it touches: a sentence rarely crosses segments)."""
-    located = source.locate(start, end)
-    if not located:
-        return None
-    part, seg_start, seg_end = located[0]
-    segment = part.segment
-    char_start, char_end = segment.char_start + seg_start, segment.char_start + seg_end
-    boxes: list[list[float]] = []
-    if segment.page is not None:
-        boxes = (refine(segment, char_start, char_end) if refine else None) \
-            or interpolated_boxes(segment, char_start, char_end)
-    return CitationRecord(
-        label=source.label, sentence=sentence, document_id=segment.document_id,
-        document_name=segment.document_name, document_path=segment.document_path,
-        segment_id=segment.id, page=segment.page,
-        line_start=_line_of(segment, seg_start),
-        line_end=_line_of(segment, max(seg_start, seg_end - 1)),
-        char_start=char_start, char_end=char_end,
-        quote=segment.text[seg_start:seg_end], boxes=boxes, score=round(score, 4))
-
 
 class Citer:
     """Finds the supporting span of every answer sentence."""
@@ -307,10 +146,10 @@ class Citer:
         """[claims x spans] support scores; `given`: the question's terms."""
         weight = self.config.novel_weight if given else 1.0
         if self.config.by_word:
-            lexical = np.array([[_group_recall(term_groups(c), s.terms, given, weight)
+            lexical = np.array([[word_recall(term_groups(c), s.terms, given, weight)
                                  for s in spans] for c in claims])
         else:
-            lexical = np.array([[_lexical(terms(c), s.terms, given, weight) for s in spans]
+            lexical = np.array([[term_recall(terms(c), s.terms, given, weight) for s in spans]
                                 for c in claims])
         weights = np.array([self.config.reference_weight if s.in_references else 1.0
                             for s in spans])
@@ -363,7 +202,7 @@ class Citer:
             row = scores[index]
             numbers = new_numbers(set(terms(claim)), asked) if config.exact_numbers else set()
             if numbers:         # carries_numbers, the claim's part worked out once
-                lifted = np.array([_holds(numbers, asked, s.terms) for s in spans])
+                lifted = np.array([holds_numbers(numbers, asked, s.terms) for s in spans])
                 row = np.where(lifted, np.maximum(row, config.threshold), row)
             boost = np.array([config.hint_margin if s.source.label in hinted else 0.0
                               for s in spans])

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.cite import (DECLINE_TEXT, Citer, CiteConfig, in_references, interpolated_boxes,
-                         looks_declined, restates)
+from engine.citation_record import interpolated_boxes
+from engine.cite import DECLINE_TEXT, Citer, CiteConfig, in_references
+from engine.declines import looks_declined, restates
 from engine.select.base import Part, Source
 from engine.sentences import answer_sentences, cited_labels
 from engine.text import sentence_spans, terms
@@ -398,7 +399,7 @@ def test_a_number_copied_exactly_from_a_report_row_supports_the_claim(embedder):
 
 
 def test_carries_numbers_needs_every_new_number_and_a_word_of_the_question():
-    from engine.cite import carries_numbers
+    from engine.support import carries_numbers
 
     asked = frozenset(terms("What activity is shown for the column TANK2?"))
     row = frozenset(terms("2 TANK2 BS 731.88412 .06000 ."))

@@ -119,7 +119,8 @@ def test_the_cli_shows_the_answer_again_with_its_continuation(tmp_path, monkeypa
                      "reservoir in early summer.\n")
     home = tmp_path / "home"
     runner = CliRunner()
-    assert runner.invoke(cli, ["--home", str(home), "ingest", str(notes), "--no-embed"]).exit_code == 0
+    ingested = runner.invoke(cli, ["--home", str(home), "ingest", str(notes), "--no-embed"])
+    assert ingested.exit_code == 0
     monkeypatch.setattr(app.assistant, "load_answer_backend",
                         lambda settings, model=None: RestatingBackend(
                             "namely the Lindqvist reservoir."))

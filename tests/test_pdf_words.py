@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pymupdf
 
-from engine.cite import interpolated_boxes
+from engine.citation_record import interpolated_boxes
 from ingest import parse_file
 from ingest.pdf.words import WordBoxes
 from storage import documents, open_db
