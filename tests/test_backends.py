@@ -71,6 +71,19 @@ def test_cached_tokens_tell_the_budget_what_the_next_chat_reads_free(tiny, monke
     assert tiny.last_stats.cached_tokens == shared      # what the stream really reused
 
 
+def recorded_reads(llm, monkeypatch) -> list[tuple[int, int]]:
+    """Every batch the model evaluates, as (tokens before it, its length)."""
+    reads: list[tuple[int, int]] = []
+    original = llm.eval
+
+    def recording(batch):
+        reads.append((llm.n_tokens, len(batch)))
+        return original(batch)
+
+    monkeypatch.setattr(llm, "eval", recording)
+    return reads
+
+
 @pytest.mark.slow
 def test_a_prompt_is_read_in_the_same_blocks_whatever_the_cache_holds(tiny, monkeypatch):
     """llama.cpp's arithmetic for a token depends on the batch it is read
@@ -81,14 +94,7 @@ def test_a_prompt_is_read_in_the_same_blocks_whatever_the_cache_holds(tiny, monk
     so the batches themselves are checked.)"""
     monkeypatch.setattr(tiny.config, "prefill_block", 16)
     llm = tiny._model()
-    reads: list[tuple[int, int]] = []
-    original = llm.eval
-
-    def recording(batch):
-        reads.append((llm.n_tokens, len(batch)))
-        return original(batch)
-
-    monkeypatch.setattr(llm, "eval", recording)
+    reads = recorded_reads(llm, monkeypatch)
     long_chat = [{"role": "system", "content": "Sources: " + " ".join(
         f"River {k} flows north past the old mill." for k in range(12))},
         {"role": "user", "content": "Which river passes the mill?"}]
@@ -116,14 +122,7 @@ def test_the_instructions_are_a_block_of_their_own_and_reused(tiny, monkeypatch)
     and reads the same blocks it would read fresh."""
     monkeypatch.setattr(tiny.config, "prefill_block", 16)
     llm = tiny._model()
-    reads: list[tuple[int, int]] = []
-    original = llm.eval
-
-    def recording(batch):
-        reads.append((llm.n_tokens, len(batch)))
-        return original(batch)
-
-    monkeypatch.setattr(llm, "eval", recording)
+    reads = recorded_reads(llm, monkeypatch)
     rules = "Answer the question from the numbered sources only, and cite them like [1]."
 
     def chat(sources: str) -> list[dict]:
