@@ -197,7 +197,7 @@ class LlamaCppBackend(Backend):
         paragraph: the instructions, the same in every answer (the sources
         follow a blank line, prompts.py). Read as a block of its own, they
         are reused by the next answer; inside the first 64-token block with
-        the first source's words they never were (45 tokens, about 0.4 s
+        the first source's words they never were (44 tokens, about 0.4 s
         of every answer on 2 cores). 0 where there is no such paragraph."""
         if not messages or messages[0].get("role") != "system":
             return 0
