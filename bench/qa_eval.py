@@ -12,6 +12,8 @@ Modes:
             the model's own [n] markers (what common local RAG apps do)
   -<step>   (with --ablate) folio without that selection step; -places:
             without the cited definition named at the end of a where-answer
+  +prune    folio with sentence pruning added after diversify, where it
+            stood before the default left it out
   sparse    (with --sparse-model) folio's selection answered by the sparse
             engine over cached document KV instead of llama.cpp: the
             selector's candidates (`--sparse-context` tokens) are attended
@@ -114,6 +116,9 @@ def build(settings, db, backend, mode: str, budget: int | None):
         answerer.config.go_on = False                # a restated question is declined
         return answerer
     pipeline = default_pipeline()
+    if mode == "+prune":
+        from engine.select import PruneSentences
+        pipeline = pipeline.with_step(PruneSentences(), after="diversify")
     off = set(mode[1:].split("+")) if mode.startswith("-") else set()  # "-prune", "-rerank+prune"
     answer_side = {"places", "contrast", "go_on"}
     if off - answer_side:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from engine.search import SearchHit
-from engine.select import (GAP, Candidate, Pack, Pipeline, Rerank, baseline_pipeline,
+from engine.select import (GAP, Candidate, Pack, Pipeline, PruneSentences, Rerank, baseline_pipeline,
                            candidates_from_hits, default_pipeline, render_sources,
                            source_header)
 from ingest.tokens import count_tokens
@@ -192,6 +192,22 @@ def test_pipeline_records_steps_and_leaves_the_input_untouched():
     assert selection.dropped == [other.id]
     assert pool[0].score == 0.033 and "rerank" not in pool[0].scores
     assert Pipeline([Rerank()]).without("rerank").names == ["pack"]
+
+
+def test_a_step_added_after_a_named_one_runs_there():
+    pruned = default_pipeline().with_step(PruneSentences(), after="diversify")
+    assert pruned.names[:3] == ["rerank", "diversify", "prune"]
+    assert default_pipeline().names.count("prune") == 0
+    long = seg("The kmeans default is Hartigan-Wong. " + " ".join(
+        f"Automobiles need oil number {i}." for i in range(12)), section=["kmeans"])
+    def shown(pipeline: Pipeline) -> str:
+        selection = pipeline.run(candidates_from_hits([SearchHit(long, 0.03, 1, 1, 0.5)]),
+                                 context("kmeans default Hartigan-Wong", budget=200))
+        return selection.sources[0].text
+    assert shown(default_pipeline()) == long.text
+    assert "Hartigan-Wong" in shown(pruned) and "number 11" not in shown(pruned)
+    with pytest.raises(ValueError, match="no step named 'nothing'"):
+        default_pipeline().with_step(PruneSentences(), after="nothing")
 
 
 def test_baseline_takes_top_k_by_dense_score_in_rank_order():

@@ -60,6 +60,15 @@ class Pipeline:
         """The same pipeline with the named steps switched off."""
         return Pipeline([s for s in self.steps if s.name not in names], self.pack)
 
+    def with_step(self, step: SelectionStep, after: str) -> "Pipeline":
+        """The same pipeline with `step` added after the step named `after`
+        (a step left out of the default, measured against it)."""
+        names = [s.name for s in self.steps]
+        if after not in names:
+            raise ValueError(f"no step named {after!r} in {names}")
+        at = names.index(after) + 1
+        return Pipeline(self.steps[:at] + [step] + self.steps[at:], self.pack)
+
     def run(self, candidates: list[Candidate], ctx: SelectionContext) -> Selection:
         # copies: steps annotate candidates, and a caller may run variants on one list
         work = [replace(c, scores=dict(c.scores),
