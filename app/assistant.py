@@ -34,10 +34,19 @@ def qa_config(settings: Settings, context_tokens: int | None = None) -> QAConfig
                     max_context_tokens=settings.max_context_tokens or None)
 
 
+def selection_pipeline(settings: Settings):
+    """The default selection steps, with sentence pruning where the
+    settings ask for it (a model that reads a larger window well)."""
+    from engine.select import PruneSentences, default_pipeline
+
+    pipeline = default_pipeline()
+    return pipeline.with_step(PruneSentences(), after="diversify") \
+        if settings.sentence_pruning else pipeline
+
+
 def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, *,
                    model: Path | None = None, pipeline=None,
                    context_tokens: int | None = None) -> Answerer:
-    from engine.select import default_pipeline
     from ingest.pdf.words import WordBoxes
 
     backend = backend or load_answer_backend(settings, model)
@@ -52,7 +61,7 @@ def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, 
 
     has_vectors = embeddings.count_embeddings(db, config.model_name) > 0
     searcher = HybridSearcher(db, config.model_name, get_embedder if has_vectors else None)
-    return Answerer(db, backend, searcher, pipeline or default_pipeline(),
+    return Answerer(db, backend, searcher, pipeline or selection_pipeline(settings),
                     embed=lambda texts: get_embedder().embed(texts),
                     config=qa_config(settings, context_tokens),
                     refine_boxes=WordBoxes(),

@@ -41,6 +41,8 @@ class Settings:
     context_tokens: int | None = None      # tokens of sources per answer; None = adapt to the machine
     max_context_tokens: int = 900          # the adapted budget's ceiling, as QAConfig's (the default
                                            # 0.5B model answers worse with more); 0 = none
+    sentence_pruning: bool = False         # sources cut to their relevant sentences: more fit,
+                                           # but the default 0.5B model answers worse (RESULTS.md)
     backend: str = "auto"                  # "auto", "llama.cpp" or "sparse"
     sparse_mode: str = "retrieval"         # sparse engine: "retrieval" (selected segments)
                                            # or "document" (every block of the documents)

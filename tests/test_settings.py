@@ -87,3 +87,14 @@ def test_the_adapted_budget_ceiling_comes_from_the_settings(tmp_path):
     assert qa_config(settings, 1200).context_tokens == 1200     # `folio ask --context`
     (tmp_path / "settings.toml").write_text("max_context_tokens = 0\n")
     assert qa_config(Settings.load(tmp_path)).max_context_tokens is None   # no ceiling
+
+
+def test_sentence_pruning_is_a_setting_and_off_by_default(tmp_path):
+    from app.assistant import selection_pipeline
+
+    assert "prune" not in selection_pipeline(Settings.load(tmp_path)).names
+    (tmp_path / "settings.toml").write_text("sentence_pruning = true\n")
+    names = selection_pipeline(Settings.load(tmp_path)).names
+    assert names[names.index("diversify") + 1] == "prune"
+    assert Settings.load(tmp_path).save(sentence_pruning=False).sentence_pruning is False
+    assert "prune" not in selection_pipeline(Settings.load(tmp_path)).names
