@@ -16,7 +16,9 @@ answers. So the answer ends with the place: "In `Path.mkdir`
   `SequenceMatcher.__init__`'s docstring describes the junk heuristic that
   `__chain_b` applies, and `raw_decode`'s mentions the extra data that
   `decode` rejects (dev-24, dev-26: the docstrings won the citation, the
-  model's pick was right).
+  model's pick was right). Where the answer itself names some of those
+  definitions as code (`decode`, `JSONDecoder.decode`), the pick is among
+  the ones it names.
 
 It is only as right as its citation, which the person can open; nothing is
 added when the answer already names the place.
@@ -49,6 +51,15 @@ def is_documentation(segment: SegmentRecord, start: int, end: int) -> bool:
     first = segment.text.count("\n", 0, start)
     last = segment.text.count("\n", 0, max(start, end - 1))
     return set(range(first, last + 1)) <= documentation_lines(segment.text)
+
+
+def names_place(answer: str, name: str) -> bool:
+    """The answer names the definition as code: `decode`, `decode()` or
+    `JSONDecoder.decode` in backticks, or the dotted name written out. A
+    bare word does not count: "used to decode a document" is a verb."""
+    last = re.escape(name.rsplit(".", 1)[-1])
+    return bool(re.search(rf"`(?:[\w.]*\.)?{last}(?:\(\))?`", answer)) or \
+        ("." in name and re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", answer) is not None)
 
 
 def _plain(text: str) -> str:
@@ -126,6 +137,14 @@ class Locator:
         places = candidate_places(question, sources)
         if self.choose is None or not places:
             return None
+        # Where the answer itself names definitions it was shown, the place
+        # is among those: "The `decode` method of the `JSONDecoder` class is
+        # used to decode a JSON document from a string that may have
+        # extraneous data at the end" copies raw_decode's docstring, and
+        # scored over every definition the name after it was raw_decode's
+        # (dev-26 at 850 tokens).
+        named = {n: segs for n, segs in places.items() if names_place(cited.raw_text, n)}
+        places = named or places
         names = list(places)
         scores = self.choose([f"{name}`" for name in names]) if len(names) > 1 else [0.0]
         if not scores:

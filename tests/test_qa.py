@@ -322,6 +322,47 @@ class Picks:
         return [0.0 if o == f"{self.favourite}`" else -5.0 for o in options]
 
 
+def test_a_place_the_answer_names_as_code_is_where_the_model_picks(library):
+    """A where-answer cited on a docstring that names one of the definitions
+    shown, as code: the place is among those it names, not the definition
+    whose name the model would score best after any answer."""
+    from engine.locate import Locator
+
+    db, _ = library
+    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
+    question = "Where is the water lost to evaporation or spilled over the dam computed?"
+    _, selection = qa.retrieve(question, search_query_for(question, []), None)
+    answer = ("Water spills over the dam once the reservoir is full, and "
+              "`evaporation_loss` computes the rest.")
+    cited = qa.citer.cite(answer, selection.sources, question=question)
+    assert not cited.declined
+    assert Locator(qa.citer)._from_citation(cited, selection.sources)[2]   # cited on docs
+    picks = Picks("Reservoir.overflow_volume")
+    added = Locator(qa.citer, picks).add(question, cited, selection.sources)
+    # the only named place: nothing to ask, and it is already in the answer
+    assert picks.asked == [] and added == ""
+    # the same words, not written as code: the model's pick over every place
+    plain = qa.citer.cite(answer.replace("`evaporation_loss`", "evaporation loss"),
+                          selection.sources, question=question)
+    assert Locator(qa.citer)._from_citation(plain, selection.sources)[2]
+    picks = Picks("Reservoir.overflow_volume")
+    added = Locator(qa.citer, picks).add(question, plain, selection.sources)
+    assert picks.asked and added.startswith(" In `Reservoir.overflow_volume` ")
+
+
+def test_names_place_counts_code_not_words():
+    from engine.locate import names_place
+
+    answer = ("The `py_scanstring` function scans strings. The `decode` method of the "
+              "`JSONDecoder` class is used to decode a JSON document.")
+    assert names_place(answer, "JSONDecoder.decode") and names_place(answer, "py_scanstring")
+    assert not names_place(answer, "JSONDecoder.raw_decode")
+    assert not names_place("It is used to decode a document.", "JSONDecoder.decode")
+    assert names_place("See JSONDecoder.decode.", "JSONDecoder.decode")
+    assert names_place("It calls `self.decode()` last.", "JSONDecoder.decode")
+    assert not names_place("It calls os.mkdir.", "Path.mkdir")
+
+
 def test_a_documented_place_is_left_to_the_models_pick(library):
     """A where-answer cited on a docstring: the model picks among the
     functions shown, and the place is cited on that function's code lines."""
