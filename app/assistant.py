@@ -37,11 +37,9 @@ def qa_config(settings: Settings, context_tokens: int | None = None) -> QAConfig
 def selection_pipeline(settings: Settings):
     """The default selection steps, with sentence pruning where the
     settings ask for it (a model that reads a larger window well)."""
-    from engine.select import PruneSentences, default_pipeline
+    from engine.select import default_pipeline
 
-    pipeline = default_pipeline()
-    return pipeline.with_step(PruneSentences(), after="diversify") \
-        if settings.sentence_pruning else pipeline
+    return default_pipeline(sentence_pruning=settings.sentence_pruning)
 
 
 def build_answerer(settings: Settings, db: sqlite_utils.Database, backend=None, *,

@@ -115,10 +115,7 @@ def build(settings, db, backend, mode: str, budget: int | None):
         answerer.config.contrast = False             # plain greedy decoding, likewise
         answerer.config.go_on = False                # a restated question is declined
         return answerer
-    pipeline = default_pipeline()
-    if mode == "+prune":
-        from engine.select import PruneSentences
-        pipeline = pipeline.with_step(PruneSentences(), after="diversify")
+    pipeline = default_pipeline(sentence_pruning=mode == "+prune")
     off = set(mode[1:].split("+")) if mode.startswith("-") else set()  # "-prune", "-rerank+prune"
     answer_side = {"places", "contrast", "go_on"}
     if off - answer_side:

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from engine.search import SearchHit
-from engine.select import (GAP, Candidate, Pack, Pipeline, PruneSentences, Rerank, baseline_pipeline,
-                           candidates_from_hits, default_pipeline, render_sources,
-                           source_header)
+from engine.select import (GAP, Candidate, Pack, Pipeline, PruneSentences, Rerank,
+                           baseline_pipeline, candidates_from_hits, default_pipeline,
+                           render_sources, source_header)
 from ingest.tokens import count_tokens
 from test_select_support import cand, code_segments, context, seg
 from test_select_steps import SOURCE
@@ -200,12 +200,14 @@ def test_a_step_added_after_a_named_one_runs_there():
     assert default_pipeline().names.count("prune") == 0
     long = seg("The kmeans default is Hartigan-Wong. " + " ".join(
         f"Automobiles need oil number {i}." for i in range(12)), section=["kmeans"])
+
     def shown(pipeline: Pipeline) -> str:
         selection = pipeline.run(candidates_from_hits([SearchHit(long, 0.03, 1, 1, 0.5)]),
                                  context("kmeans default Hartigan-Wong", budget=200))
         return selection.sources[0].text
     assert shown(default_pipeline()) == long.text
     assert "Hartigan-Wong" in shown(pruned) and "number 11" not in shown(pruned)
+    assert default_pipeline(sentence_pruning=True).names == pruned.names
     with pytest.raises(ValueError, match="no step named 'nothing'"):
         default_pipeline().with_step(PruneSentences(), after="nothing")
 

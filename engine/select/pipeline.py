@@ -10,6 +10,7 @@ from .code import CodeExpand
 from .diversify import Diversify
 from .neighbours import NeighbourExpand
 from .pack import Pack
+from .prune import PruneSentences
 from .prune_code import PruneCode
 from .prune_table import PruneTable
 from .rerank import Rerank
@@ -81,15 +82,17 @@ class Pipeline:
         return selection
 
 
-def default_pipeline() -> Pipeline:
+def default_pipeline(sentence_pruning: bool = False) -> Pipeline:
     """The steps whose measured effect is positive: on the whole dev set at
     900 tokens, switching off any one of them loses at least one answer,
     citation or retrieval hit and gains none (bench/RESULTS.md, eighteenth
-    session). Sentence pruning is left out: with the default 0.5B model it
-    cost answers and citations (fifth session); the step stays available
-    (`PruneSentences`) for larger models and budgets."""
-    return Pipeline([Rerank(), Diversify(), PruneCode(), PruneTable(), CodeExpand(),
-                     TrimDocstrings(), NeighbourExpand()], Pack())
+    session). Sentence pruning is left out unless asked for: with the
+    default 0.5B model it cost answers and citations (0.852 -> 0.704
+    answers); a larger model may want it. It runs after diversify."""
+    pipeline = Pipeline([Rerank(), Diversify(), PruneCode(), PruneTable(), CodeExpand(),
+                         TrimDocstrings(), NeighbourExpand()], Pack())
+    return pipeline.with_step(PruneSentences(), after="diversify") if sentence_pruning \
+        else pipeline
 
 
 def baseline_pipeline(k: int = 5) -> Pipeline:
