@@ -18,7 +18,11 @@ answers. So the answer ends with the place: "In `Path.mkdir`
   `decode` rejects (dev-24, dev-26: the docstrings won the citation, the
   model's pick was right). Where the answer itself names some of those
   definitions as code (`decode`, `JSONDecoder.decode`), the pick is among
-  the ones it names.
+  the ones it names. Its lines are the best supporting ones of code alone
+  while there are any: a window that takes in a docstring or comment line
+  wins on the answer's words, which the documentation echoes, and misses
+  the code that does it (`decode`'s def line and docstring over its
+  `raise JSONDecodeError("Extra data")`, dev-26 at 850 tokens).
 
 It is only as right as its citation, which the person can open; nothing is
 added when the answer already names the place.
@@ -46,11 +50,19 @@ PLACE_PROMPT = " This is done in `"
 Choose = Callable[[list[str]], "list[float] | None"]
 
 
+def _lines(segment: SegmentRecord, start: int, end: int) -> set[int]:
+    first = segment.text.count("\n", 0, start)
+    return set(range(first, segment.text.count("\n", 0, max(start, end - 1)) + 1))
+
+
 def is_documentation(segment: SegmentRecord, start: int, end: int) -> bool:
     """Every line of segment text [start, end) is docstring or comment."""
-    first = segment.text.count("\n", 0, start)
-    last = segment.text.count("\n", 0, max(start, end - 1))
-    return set(range(first, last + 1)) <= documentation_lines(segment.text)
+    return _lines(segment, start, end) <= documentation_lines(segment.text)
+
+
+def is_code(segment: SegmentRecord, start: int, end: int) -> bool:
+    """No line of segment text [start, end) is docstring or comment."""
+    return not _lines(segment, start, end) & documentation_lines(segment.text)
 
 
 def names_place(answer: str, name: str) -> bool:
@@ -151,11 +163,12 @@ class Locator:
             return None
         name = names[max(range(len(names)), key=lambda i: scores[i])]
         ids = {seg.id for seg in places[name]}
-        record = self.citer.best_line(f"{question} {cited.raw_text}", sources,
-                                      lambda seg, a, b: seg.id in ids
-                                      and not is_documentation(seg, a, b))
-        if record is None:    # a definition that is all docstring
-            record = self.citer.best_line(f"{question} {cited.raw_text}", sources,
-                                          lambda seg, a, b: seg.id in ids)
+        claim = f"{question} {cited.raw_text}"
+        record = None
+        for keep in (is_code, lambda seg, a, b: not is_documentation(seg, a, b), None):
+            record = self.citer.best_line(claim, sources, lambda seg, a, b: seg.id in ids
+                                          and (keep is None or keep(seg, a, b)))
+            if record is not None:
+                break
         return (name, record) if record is not None else None
 

@@ -350,6 +350,24 @@ def test_a_place_the_answer_names_as_code_is_where_the_model_picks(library):
     assert picks.asked and added.startswith(" In `Reservoir.overflow_volume` ")
 
 
+def test_code_lines_are_told_from_documentation():
+    from engine.locate import is_code, is_documentation
+    from storage import SegmentRecord
+
+    text = ('def decode(self, s):\n    """Return the object."""\n'
+            '    obj, end = self.raw_decode(s)  # the value\n    # trailing data\n'
+            '    if end != len(s):\n        raise ValueError("Extra data")\n')
+    seg = SegmentRecord(1, 1, 0, "code-function", text, None, 0, len(text), 10, 15,
+                        [], [], "decode", 40)
+    at = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]   # line starts
+    assert is_code(seg, at[0], at[1]) and not is_documentation(seg, at[0], at[1])
+    assert is_documentation(seg, at[1], at[2]) and not is_code(seg, at[1], at[2])
+    assert not is_code(seg, at[0], at[3]) and not is_documentation(seg, at[0], at[3])
+    assert is_documentation(seg, at[3], at[4])              # a comment line
+    assert is_code(seg, at[4], at[6])                       # the check and the raise
+    assert is_code(seg, at[2], at[3])     # code with a trailing comment acts: it is code
+
+
 def test_names_place_counts_code_not_words():
     from engine.locate import names_place
 
@@ -365,7 +383,9 @@ def test_names_place_counts_code_not_words():
 
 def test_a_documented_place_is_left_to_the_models_pick(library):
     """A where-answer cited on a docstring: the model picks among the
-    functions shown, and the place is cited on that function's code lines."""
+    functions shown, and the place is cited on that function's code lines,
+    not on a window that takes in its docstring (the docstring echoes the
+    answer's words; the code is the place)."""
     from engine.locate import Locator
 
     db, _ = library
@@ -384,7 +404,7 @@ def test_a_documented_place_is_left_to_the_models_pick(library):
         place = fresh.citations[-1]
         assert place.sentence == len(fresh.sentences) - 1
         lines = CODE.splitlines()[place.line_start - 1:place.line_end]
-        assert lines and not all('"""' in line for line in lines)      # code, not docs only
+        assert lines and not any('"""' in line for line in lines)      # code lines only
         first = 11 if favourite != "evaporation_loss" else 16     # the definition's lines
         assert first <= place.line_start <= place.line_end <= first + 2
     # without a model to ask, the cited definition is named as before
