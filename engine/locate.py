@@ -74,8 +74,11 @@ def names_place(answer: str, name: str) -> bool:
         ("." in name and re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", answer) is not None)
 
 
-def _plain(text: str) -> str:
-    return re.sub(r"[`*_\s]+", "", text).casefold()
+def written_out(answer: str, name: str) -> bool:
+    """The answer already says `name` (dotted in full), as a whole word:
+    "json.dumps" says `dumps` and not `dump`."""
+    plain = re.sub(r"[`*]+", "", answer).casefold()
+    return re.search(rf"(?<!\w){re.escape(name.casefold())}(?!\w)", plain) is not None
 
 
 def candidate_places(question: str, sources: list[Source]) -> dict[str, list[SegmentRecord]]:
@@ -114,8 +117,10 @@ class Locator:
         if not picked:
             return ""
         name, record = picked
-        if _plain(name) in _plain(cited.text):
-            return ""
+        if written_out(cited.text, name) and (
+                self._on_code(name, cited.citations, sources)
+                or not self._on_code(name, [record], sources)):
+            return ""        # named, and its code already cited (or none to cite)
         sentence = f"In `{name}` ({record.location()}) [{record.label}]."
         start = len(cited.text) + 1
         index = len(cited.sentences)
@@ -125,6 +130,18 @@ class Locator:
         cited.citations.append(record)
         cited.text = f"{cited.text} {sentence}"
         return f" {sentence}"
+
+    @staticmethod
+    def _on_code(name: str, citations: list[CitationRecord], sources: list[Source]) -> bool:
+        """Some citation lies on code lines of definition `name`."""
+        segments = {seg.id: seg for source in sources for seg in source.segments}
+        for c in citations:
+            seg = segments.get(c.segment_id)
+            if seg is not None and c.line_start is not None and base_name(seg.name) == name \
+                    and not is_documentation(seg, c.char_start - seg.char_start,
+                                             c.char_end - seg.char_start):
+                return True
+        return False
 
     def _from_citation(self, cited: CitedAnswer,
                        sources: list[Source]) -> tuple[str, CitationRecord, bool] | None:

@@ -325,7 +325,8 @@ class Picks:
 def test_a_place_the_answer_names_as_code_is_where_the_model_picks(library):
     """A where-answer cited on a docstring that names one of the definitions
     shown, as code: the place is among those it names, not the definition
-    whose name the model would score best after any answer."""
+    whose name the model would score best after any answer; named but
+    cited on no line of its code, it is cited on those."""
     from engine.locate import Locator
 
     db, _ = library
@@ -339,8 +340,13 @@ def test_a_place_the_answer_names_as_code_is_where_the_model_picks(library):
     assert Locator(qa.citer)._from_citation(cited, selection.sources)[2]   # cited on docs
     picks = Picks("Reservoir.overflow_volume")
     added = Locator(qa.citer, picks).add(question, cited, selection.sources)
-    # the only named place: nothing to ask, and it is already in the answer
-    assert picks.asked == [] and added == ""
+    # the only named place: nothing to ask; named, but only documentation
+    # was cited, so the place's code lines are added
+    assert picks.asked == []
+    assert added.startswith(" In `evaporation_loss` (reservoir.py:1")
+    place = cited.citations[-1]
+    assert 16 <= place.line_start <= place.line_end <= 18
+    assert not any('"""' in line for line in CODE.splitlines()[place.line_start - 1:place.line_end])
     # the same words, not written as code: the model's pick over every place
     plain = qa.citer.cite(answer.replace("`evaporation_loss`", "evaporation loss"),
                           selection.sources, question=question)
@@ -366,6 +372,17 @@ def test_code_lines_are_told_from_documentation():
     assert is_documentation(seg, at[3], at[4])              # a comment line
     assert is_code(seg, at[4], at[6])                       # the check and the raise
     assert is_code(seg, at[2], at[3])     # code with a trailing comment acts: it is code
+
+
+def test_a_place_is_written_out_only_as_a_whole_name():
+    from engine.locate import written_out
+
+    answer = "`json.dumps` reuses the default encoder."
+    assert written_out(answer, "dumps") and not written_out(answer, "dump")
+    assert written_out("See JSONDecoder.decode.", "JSONDecoder.decode")
+    assert not written_out("The `decode` method of the `JSONDecoder` class.",
+                           "JSONDecoder.decode")
+    assert written_out("It is in `__chain_b`.", "__chain_b")
 
 
 def test_names_place_counts_code_not_words():
