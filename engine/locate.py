@@ -25,7 +25,8 @@ answers. So the answer ends with the place: "In `Path.mkdir`
   `raise JSONDecodeError("Extra data")`, dev-26 at 850 tokens).
 
 It is only as right as its citation, which the person can open; nothing is
-added when the answer already names the place.
+added when the answer already names the place (as a whole word: "json.dumps"
+does not name `dump`) and cites it on its code.
 """
 from __future__ import annotations
 
