@@ -7,7 +7,9 @@ answers. So the answer ends with the place: "In `Path.mkdir`
 (pathlib.py:1118-1122) [1]." Which place:
 
 - the definition holding the answer's best-cited code line, when that line
-  is code that acts: it is the model's own evidence;
+  is code that acts: it is the model's own evidence (where the cited window
+  also takes in a comment or docstring line, the place is cited on its
+  code lines alone, as below);
 - otherwise, when the best citation is documentation (a docstring or a
   comment) or there is none, the model picks among the definitions it was
   shown, by the log-probability of each name continuing its answer ("...
@@ -113,6 +115,12 @@ class Locator:
         found = self._from_citation(cited, sources)
         if found is not None and not (found[2] and self.choose is not None):
             picked = found[:2]
+            if not self._on_code_alone(found[1], sources):
+                # the cited window takes in a comment or docstring line: the
+                # place is the same, its lines the code that does it
+                ids = {seg.id for source in sources for seg in source.segments
+                       if base_name(seg.name) == found[0]}
+                picked = (found[0], self._place_lines(question, cited, ids, sources) or found[1])
         else:
             picked = self._from_model(question, cited, sources) or (found and found[:2])
         if not picked:
@@ -143,6 +151,15 @@ class Locator:
                                              c.char_end - seg.char_start):
                 return True
         return False
+
+    @staticmethod
+    def _on_code_alone(record: CitationRecord, sources: list[Source]) -> bool:
+        """No line of the cited window is a docstring or comment."""
+        for seg in (seg for source in sources for seg in source.segments):
+            if seg.id == record.segment_id:
+                return is_code(seg, record.char_start - seg.char_start,
+                               record.char_end - seg.char_start)
+        return True
 
     def _from_citation(self, cited: CitedAnswer,
                        sources: list[Source]) -> tuple[str, CitationRecord, bool] | None:
@@ -180,13 +197,18 @@ class Locator:
         if not scores:
             return None
         name = names[max(range(len(names)), key=lambda i: scores[i])]
-        ids = {seg.id for seg in places[name]}
+        record = self._place_lines(question, cited, {seg.id for seg in places[name]}, sources)
+        return (name, record) if record is not None else None
+
+    def _place_lines(self, question: str, cited: CitedAnswer, ids: set[int],
+                     sources: list[Source]) -> CitationRecord | None:
+        """The best supporting lines inside segments `ids`: code alone if
+        any window of it is there, then windows not all documentation."""
         claim = f"{question} {cited.raw_text}"
-        record = None
         for keep in (is_code, lambda seg, a, b: not is_documentation(seg, a, b), None):
             record = self.citer.best_line(claim, sources, lambda seg, a, b: seg.id in ids
                                           and (keep is None or keep(seg, a, b)))
             if record is not None:
-                break
-        return (name, record) if record is not None else None
+                return record
+        return None
 

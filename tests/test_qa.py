@@ -374,6 +374,25 @@ def test_code_lines_are_told_from_documentation():
     assert is_code(seg, at[2], at[3])     # code with a trailing comment acts: it is code
 
 
+def test_a_place_cited_on_code_and_docstring_together_is_cited_on_its_code(library):
+    """The answer's best citation takes in the def line, the docstring and
+    the return: the place is that definition (the model's own evidence),
+    cited on the line of code alone."""
+    from engine.locate import Locator
+
+    db, _ = library
+    qa = answerer(db, ExtractiveBackend(), context_tokens=400)
+    question = "Where is the water that spills over the dam computed?"
+    _, selection = qa.retrieve(question, search_query_for(question, []), None)
+    cited = qa.citer.cite("Water spills over the dam once the reservoir is full: "
+                          "max(0.0, inflow - self.capacity).", selection.sources,
+                          question=question)
+    assert [(c.line_start, c.line_end) for c in cited.citations] == [(11, 13)]
+    added = Locator(qa.citer).add(question, cited, selection.sources)
+    assert added.startswith(" In `Reservoir.overflow_volume` (reservoir.py:13) [")
+    assert (cited.citations[-1].line_start, cited.citations[-1].line_end) == (13, 13)
+
+
 def test_a_place_is_written_out_only_as_a_whole_name():
     from engine.locate import written_out
 
