@@ -48,6 +48,9 @@ class QAConfig:
                                     # tokens, 0.67/0.81 at 900, 0.63/0.74 at 1,100, 0.48/0.70
                                     # at 1,330; bench/RESULTS.md); None: no cap (bigger models)
     prefill_window: int = 5         # the speed estimate is the median of this many readings
+    budget_step: int = 50           # the adapted budget moves in steps this size: a speed
+                                    # estimate that wobbles by a few percent leaves the same
+                                    # question with the same sources (and answer); 0: exact
     history_turns: int = 2          # earlier turns used to complete a follow-up question
     rewrite_follow_ups: bool = True  # the model rewrites a follow-up into a standalone query
     rewrite_tokens: int = 48         # the longest rewrite
@@ -167,6 +170,8 @@ class Answerer:
         if self.contrastive:      # the question alone is read before the first token too
             overhead += self.backend.prompt_tokens(question_alone(question))
         affordable = int(rate * self.config.target_ttft_s) - overhead
+        if self.config.budget_step > 0:
+            affordable -= affordable % self.config.budget_step
         if self.config.max_context_tokens is not None:
             affordable = min(affordable, self.config.max_context_tokens)
         return min(window, max(self.config.min_context_tokens, affordable))

@@ -32,7 +32,7 @@ def test_the_speeds_of_earlier_answers_set_the_next_runs_budget(library, tmp_pat
 
     def answerer(measure) -> Answerer:
         return Answerer(db, backend, HybridSearcher(db), default_pipeline(),
-                        config=QAConfig(max_context_tokens=None),
+                        config=QAConfig(max_context_tokens=None, budget_step=0),
                         rate_memory=StoredPrefillSpeeds(path, "qwen:cpu", measure))
 
     first = answerer(lambda: 120.0)

@@ -194,12 +194,20 @@ def test_budget_follows_the_window_and_the_machine(library):
     assert window_only.budget("q") == 2048 - backend.prompt_tokens(
         window_only.messages("", "q")) - QAConfig().answer_tokens
     overhead = backend.prompt_tokens(window_only.messages("", "q"))
-    fast = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=100.0)
+    fast = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=100.0,
+                    config=QAConfig(budget_step=0))
     assert fast.budget("q") == int(100.0 * 8.0) - overhead
     # What the model still holds from its previous answer is not read again.
     backend.cached_tokens = lambda messages: 30
     assert fast.budget("q") == int(100.0 * 8.0) - overhead + 30
     del backend.cached_tokens
+    # By default the budget moves in whole steps: a speed estimate a few
+    # percent off gives the same question the same sources.
+    stepped = {Answerer(db, backend, HybridSearcher(db), default_pipeline(),
+                        prefill_rate=rate).budget("q") for rate in (100.0, 100.5, 101.0)}
+    assert stepped == {(int(100.0 * 8.0) - overhead) // 50 * 50}
+    assert Answerer(db, backend, HybridSearcher(db), default_pipeline(),
+                    prefill_rate=110.0).budget("q") == (880 - overhead) // 50 * 50
     # A very fast machine gets no more than the model reads well.
     quick = Answerer(db, backend, HybridSearcher(db), default_pipeline(), prefill_rate=1000.0,
                      config=QAConfig(max_context_tokens=700))
@@ -232,7 +240,8 @@ def test_one_slow_answer_does_not_cut_the_next_ones_sources(library):
     assert live.budget("q") == steady
     for _ in range(3):                      # the machine really is slower now
         answered_at(80.0)
-    assert live.budget("q") == int(80.0 * 8.0) - backend.prompt_tokens(live.messages("", "q"))
+    assert live.budget("q") == \
+        (int(80.0 * 8.0) - backend.prompt_tokens(live.messages("", "q"))) // 50 * 50
     answered_at(500.0)                      # a short prompt read from cache: ignored
     live.observe_prefill(SimpleNamespace(prompt_tokens=900, cached_tokens=800,
                                          prefill_tokens_per_s=5000.0))
