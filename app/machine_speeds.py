@@ -40,7 +40,7 @@ def stored_prefill_rate(path: Path, key: str) -> float | None:
 
 
 class StoredPrefillSpeeds:
-    """The answerer's `RateMemory` (engine/qa.py): the last few prefill
+    """The answerer's `RateMemory` (engine/prefill_speed.py): the last few prefill
     speeds of this model on this machine; measured once when none is kept."""
 
     def __init__(self, path: Path, key: str, measure: Callable[[], float]):

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-import statistics
 import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -27,6 +25,7 @@ from .answer_events import AnswerResult, Done, Event, Revise, Stage, Token, sour
 from .cite import RESTATED, CitedAnswer, Citer, CiteConfig
 from .followup import leans_on_history, search_query
 from .locate import PLACE_PROMPT, Locator
+from .prefill_speed import PrefillSpeed, RateMemory
 from .prompts import (SPARSE_SYSTEM_PROMPT, QuestionError, answer_messages, clean_question,
                       question_alone)
 from .search import HybridSearcher
@@ -81,17 +80,6 @@ def repeating(text: str, times: int = 3) -> bool:
     return len(set(tail)) == 1 and len(tail[0]) > 8
 
 
-class RateMemory(Protocol):
-    """Where the prefill speeds of earlier answers are kept between runs (the
-    app: `machine.json` in the data dir, app/machine_speeds.py)."""
-
-    def load(self) -> list[float]:
-        """The kept readings, oldest first (measured once when there are none)."""
-
-    def save(self, readings: list[float]) -> None:
-        """Keep these readings; failing to is not an error of the answer."""
-
-
 class Answerer:
     """Answers questions over the library with one backend and one pipeline."""
 
@@ -107,46 +95,17 @@ class Answerer:
         self.embed = embed
         self.config = config or QAConfig()
         self.citer = citer or Citer(cite_config, embed=embed, refine=refine_boxes)
-        self._prefill_rate = prefill_rate
-        self._readings: deque[float] = deque(maxlen=max(1, self.config.prefill_window))
-        self._memory = rate_memory          # read at the first budget, written after answers
+        self.speed = PrefillSpeed(prefill_rate, rate_memory, self.config.prefill_window)
         self._lock = threading.Lock()     # one generation at a time per backend
 
     # -- budget ---------------------------------------------------------
     def prefill_rate(self) -> float | None:
-        if self._memory is not None and self._prefill_rate is None and not self._readings:
-            stored = [r for r in self._memory.load() if r > 0]
-            self._readings.extend(stored[-self._readings.maxlen:])
-            if self._readings:      # as observe_prefill: one reading alone moves nothing
-                self._prefill_rate = statistics.median(self._readings) \
-                    if len(self._readings) >= 3 else self._readings[0]
-        if callable(self._prefill_rate):
-            self._prefill_rate = float(self._prefill_rate())
-        return self._prefill_rate
+        return self.speed.rate()
 
     def observe_prefill(self, stats) -> None:
-        """Follow the machine: the estimate is the median of the last few
-        answers' prefill speeds, the first measurement among them and three
-        readings at least. A rate timed while the machine was busy heals
-        itself, and one slow answer (the first after loading, another
-        program's moment) does not cut the next answers' sources: with a
-        running mean, one answer read in 10 s instead of 7 took the next
-        four from 900 tokens to 690-780 (bench/RESULTS.md). With a
-        `rate_memory` the readings outlive the process: the next run, or the
-        next one-question `folio ask`, starts from them."""
-        if stats is None or stats.prompt_tokens - stats.cached_tokens < 200:
-            return
-        observed = stats.prefill_tokens_per_s
-        if observed <= 0:
-            return
-        rate = self.prefill_rate()          # the stored readings, when kept, come first
-        if not self._readings and rate:
-            self._readings.append(rate)
-        self._readings.append(observed)
-        if len(self._readings) >= 3 or not rate:
-            self._prefill_rate = statistics.median(self._readings)
-        if self._memory is not None:
-            self._memory.save(list(self._readings))
+        """Follow the machine (prefill_speed.py: a median of the last few
+        answers' speeds, kept between runs with a `rate_memory`)."""
+        self.speed.observe(stats)
 
     def budget(self, question: str) -> int:
         """Tokens for the sources: what the window leaves after the prompt,
