@@ -100,6 +100,10 @@ def candidate_places(question: str, sources: list[Source]) -> dict[str, list[Seg
     return functions
 
 
+def _segments(sources: list[Source]) -> dict[int, SegmentRecord]:
+    return {seg.id: seg for source in sources for seg in source.segments}
+
+
 class Locator:
     """Ends a where-answer about code with the place it names."""
 
@@ -118,7 +122,7 @@ class Locator:
             if not self._on_code_alone(found[1], sources):
                 # the cited window takes in a comment or docstring line: the
                 # place is the same, its lines the code that does it
-                ids = {seg.id for source in sources for seg in source.segments
+                ids = {i for i, seg in _segments(sources).items()
                        if base_name(seg.name) == found[0]}
                 picked = (found[0], self._place_lines(question, cited, ids, sources) or found[1])
         else:
@@ -143,7 +147,7 @@ class Locator:
     @staticmethod
     def _on_code(name: str, citations: list[CitationRecord], sources: list[Source]) -> bool:
         """Some citation lies on code lines of definition `name`."""
-        segments = {seg.id: seg for source in sources for seg in source.segments}
+        segments = _segments(sources)
         for c in citations:
             seg = segments.get(c.segment_id)
             if seg is not None and c.line_start is not None and base_name(seg.name) == name \
@@ -155,17 +159,15 @@ class Locator:
     @staticmethod
     def _on_code_alone(record: CitationRecord, sources: list[Source]) -> bool:
         """No line of the cited window is a docstring or comment."""
-        for seg in (seg for source in sources for seg in source.segments):
-            if seg.id == record.segment_id:
-                return is_code(seg, record.char_start - seg.char_start,
-                               record.char_end - seg.char_start)
-        return True
+        seg = _segments(sources).get(record.segment_id)
+        return seg is None or is_code(seg, record.char_start - seg.char_start,
+                                      record.char_end - seg.char_start)
 
     def _from_citation(self, cited: CitedAnswer,
                        sources: list[Source]) -> tuple[str, CitationRecord, bool] | None:
         """The best-cited code line's definition, and whether that line is
         documentation rather than code."""
-        segments = {seg.id: seg for source in sources for seg in source.segments}
+        segments = _segments(sources)
         code = [(c, segments[c.segment_id]) for c in cited.citations
                 if c.line_start is not None and c.segment_id in segments
                 and segments[c.segment_id].kind in CODE_KINDS
